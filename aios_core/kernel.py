@@ -1,0 +1,317 @@
+"""The kernel: the composition root that builds cores, policy, managers and dispatcher from config.
+
+``Kernel`` lives on one asyncio loop (``async with Kernel(cfg) as k``). ``KernelThread`` runs a
+kernel on a private loop in a background thread, for synchronous programs and for frameworks
+that call the LLM from threads; the SDK's ``*_sync`` functions submit to it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import threading
+from collections.abc import Callable, Coroutine, Mapping
+from typing import Any, TypeVar
+
+from aios.backends.base import Backend
+from aios.clock import Clock, MonotonicClock
+from aios.config import KernelConfig, load_config
+from aios.context import ContextManager
+from aios.errors import AIOSError, ConfigError, KernelNotRunningError, UnknownBackendError
+from aios.metrics import MetricsCollector
+from aios.plugins import make_plugin_manager, merged
+from aios.scheduler.dispatcher import Core, Dispatcher
+from aios.scheduler.policies import HeapPolicy, TimeSlice, make_policy
+from aios.scheduler.quota import QuotaBook
+from aios.syscall import Syscall
+from aios.types import LLMRequest, LLMResult
+
+T = TypeVar("T")
+
+#: The kernel entered with ``async with Kernel()`` in this task (read by the SDK).
+current_kernel: contextvars.ContextVar[Kernel | None] = contextvars.ContextVar("aios_kernel", default=None)
+
+
+class Kernel:
+    """Owns the cores and the dispatcher; serves syscalls to many concurrent agents."""
+
+    def __init__(
+        self,
+        config: KernelConfig | None = None,
+        *,
+        backends: Mapping[str, Backend] | None = None,
+        policy: HeapPolicy | None = None,
+        clock: Clock | None = None,
+        plugins: tuple[object, ...] = (),
+        entry_points: bool = True,
+    ):
+        """Build from ``config`` (default: ``load_config()``); ``backends`` injects ready instances."""
+        if config is None:
+            config = load_config() if backends is None else KernelConfig(backends=[])
+        if backends is None:
+            config.validate()
+        self.config = config
+        self.clock: Clock = clock or MonotonicClock()
+        self._pm = make_plugin_manager(entry_points=entry_points, extra=plugins)
+        self.backends: dict[str, Backend] = dict(backends or {})
+        if not self.backends:
+            factories = merged(self._pm.hook.aios_backends(), "backend kind")
+            for bc in config.backends:
+                factory = factories.get(bc.kind)
+                if factory is None:
+                    raise UnknownBackendError(
+                        f"unknown backend kind {bc.kind!r} for core {bc.name!r}; "
+                        f"available: {sorted(factories)}",
+                        field="backends.kind",
+                    )
+                try:
+                    self.backends[bc.name] = factory(name=bc.name, **bc.options)
+                except TypeError as exc:
+                    raise ConfigError(f"backend {bc.name!r}: {exc}", field=f"backends.{bc.name}") from None
+        if policy is None:
+            policy = self._make_policy(config)
+        self.policy = policy
+        self.metrics = MetricsCollector(keep=config.metrics_keep)
+        self.context = ContextManager(max_bytes=config.context_max_bytes)
+        cores = [Core(name=n, backend=b, capacity=b.capabilities.capacity) for n, b in self.backends.items()]
+        self.dispatcher = Dispatcher(
+            cores,
+            policy,
+            clock=self.clock,
+            context=self.context,
+            metrics=self.metrics,
+            quotas=QuotaBook(config.quotas, config.default_quota),
+            max_queued=config.max_queued,
+        )
+        self.routes = dict(config.routes)
+        self._all_cores = tuple(self.backends)
+        self._started = False
+        self._stopped = False
+
+    def _make_policy(self, config: KernelConfig) -> HeapPolicy:
+        sl = TimeSlice(tokens=config.slice_tokens, seconds=config.slice_seconds)
+        extra = merged(self._pm.hook.aios_policies(), "scheduler")
+        if config.scheduler in extra:
+            policy: HeapPolicy = extra[config.scheduler](slice=sl)
+            return policy
+        return make_policy(config.scheduler, sl)
+
+    # -- lifecycle --------------------------------------------------------------------------
+
+    async def start(self) -> Kernel:
+        """Start every backend (load models, open pools)."""
+        if self._stopped:
+            raise KernelNotRunningError("a stopped kernel cannot be restarted; build a new one")
+        if not self._started:
+            started: list[Backend] = []
+            try:
+                for b in self.backends.values():
+                    await b.start()
+                    started.append(b)
+            except BaseException:
+                for b in started:
+                    await b.close()
+                raise
+            self._started = True
+        current_kernel.set(self)
+        return self
+
+    async def stop(self, *, timeout: float = 5.0) -> None:
+        """Cancel what is queued or running (callers get ``CancelledError``), then close backends."""
+        if self._stopped:
+            return
+        self._stopped = True
+        await self.dispatcher.close(timeout=timeout)
+        for b in self.backends.values():
+            try:
+                await b.close()
+            except Exception:  # closing one backend must not leave the others open
+                pass
+
+    async def __aenter__(self) -> Kernel:
+        return await self.start()
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    @property
+    def running(self) -> bool:
+        """Started and not stopped."""
+        return self._started and not self._stopped
+
+    # -- syscalls ---------------------------------------------------------------------------
+
+    def resolve(self, model: str | None) -> tuple[str, ...]:
+        """The cores that may serve ``model``: the routing table, a core's name, or the default."""
+        if model:
+            if model in self.routes:
+                return (self.routes[model],)
+            if model in self.backends:
+                return (model,)
+        if self.config.default_core is not None:
+            return (self.config.default_core,)
+        return self._all_cores
+
+    def _deadline(self, timeout: float | None) -> float | None:
+        t = self.config.default_timeout if timeout is None else timeout
+        if t is None:
+            return None
+        if t <= 0:
+            raise ConfigError(f"timeout must be positive, got {t}", field="timeout")
+        return self.clock.now() + t
+
+    def submit_llm(
+        self,
+        agent: str,
+        request: LLMRequest,
+        *,
+        priority: int = 0,
+        timeout: float | None = None,
+        on_delta: Callable[[str], None] | None = None,
+    ) -> Syscall:
+        """Validate and queue an LLM syscall; await ``syscall.future`` for the ``LLMResult``."""
+        if not self.running:
+            raise KernelNotRunningError("the kernel is not running", agent=agent)
+        request.validate()
+        sc = Syscall(
+            agent=agent,
+            kind="llm",
+            payload=request,
+            future=asyncio.get_running_loop().create_future(),
+            priority=priority,
+            deadline=self._deadline(timeout),
+            on_delta=on_delta,
+            candidates=self.resolve(request.model),
+        )
+        self.dispatcher.submit(sc)
+        return sc
+
+    async def llm(
+        self,
+        agent: str,
+        request: LLMRequest,
+        *,
+        priority: int = 0,
+        timeout: float | None = None,
+        on_delta: Callable[[str], None] | None = None,
+    ) -> LLMResult:
+        """Run an LLM syscall to its end; cancelling the caller cancels the syscall."""
+        sc = self.submit_llm(agent, request, priority=priority, timeout=timeout, on_delta=on_delta)
+        return await self.wait(sc)
+
+    async def wait(self, sc: Syscall) -> Any:
+        """Await a submitted syscall; if the awaiting task is cancelled, so is the syscall."""
+        try:
+            return await asyncio.shield(sc.future)
+        except asyncio.CancelledError:
+            if not sc.status.final:
+                self.dispatcher.cancel(sc)
+            raise
+
+    async def service(
+        self,
+        agent: str,
+        kind: str,
+        fn: Callable[[], Coroutine[Any, Any, T]],
+        *,
+        payload: Any = None,
+        timeout: float | None = None,
+        concurrency: int = 64,
+    ) -> T:
+        """Run a non-LLM syscall (memory, storage, tool, access) through the dispatcher."""
+        if not self.running:
+            raise KernelNotRunningError("the kernel is not running", agent=agent)
+        sc = Syscall(
+            agent=agent,
+            kind=kind,
+            payload=payload,
+            future=asyncio.get_running_loop().create_future(),
+            deadline=self._deadline(timeout),
+        )
+        result: T = await self.dispatcher.run_service(sc, fn, concurrency=concurrency)
+        return result
+
+    # -- introspection ----------------------------------------------------------------------
+
+    def stats(self) -> dict[str, Any]:
+        """Queue length, in-flight per core, context and metrics, as a JSON-able dict."""
+        snap = self.metrics.snapshot()
+        snap["queued"] = self.dispatcher.queued
+        snap["in_flight"] = self.dispatcher.in_flight()
+        snap["scheduler"] = self.policy.name
+        snap["context"] = {
+            "saved": self.context.stats.saved,
+            "restored": self.context.stats.restored,
+            "held": self.context.stats.held,
+            "peak_bytes": self.context.stats.peak_bytes,
+            "downgraded": self.context.stats.downgraded,
+        }
+        return snap
+
+
+class KernelThread:
+    """A kernel on its own event loop in a daemon thread: the synchronous form.
+
+    ``with KernelThread(cfg) as kt: kt.call(coro_fn)``. Every call waits with a timeout, so a
+    synchronous caller cannot hang even if the loop stalls.
+    """
+
+    def __init__(self, config: KernelConfig | None = None, **kernel_kwargs: Any):
+        self._config = config
+        self._kwargs = kernel_kwargs
+        self.loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._run_loop, name="aios-kernel", daemon=True)
+        self.kernel: Kernel | None = None
+
+    def _run_loop(self) -> None:
+        asyncio.set_event_loop(self.loop)
+        self.loop.run_forever()
+
+    def start(self, *, timeout: float = 120.0) -> KernelThread:
+        """Start the loop thread and the kernel on it."""
+        self._thread.start()
+
+        async def boot() -> Kernel:
+            k = Kernel(self._config, **self._kwargs)
+            return await k.start()
+
+        try:
+            self.kernel = asyncio.run_coroutine_threadsafe(boot(), self.loop).result(timeout)
+        except BaseException:
+            self.loop.call_soon_threadsafe(self.loop.stop)
+            self._thread.join(timeout=5)
+            raise
+        return self
+
+    def call(self, fn: Callable[[Kernel], Coroutine[Any, Any, T]], *, timeout: float | None = None) -> T:
+        """Run ``fn(kernel)`` on the kernel's loop and wait for it (bounded by ``timeout``)."""
+        if self.kernel is None or not self.kernel.running:
+            raise KernelNotRunningError("the kernel thread is not running")
+        if threading.current_thread() is self._thread:
+            raise AIOSError("a synchronous call from the kernel's own loop would deadlock; use the async API")
+        kernel = self.kernel
+        fut = asyncio.run_coroutine_threadsafe(fn(kernel), self.loop)
+        try:
+            return fut.result(timeout)
+        except TimeoutError:
+            fut.cancel()
+            from aios.errors import DeadlineExceededError
+
+            raise DeadlineExceededError(f"no answer within {timeout} s") from None
+
+    def stop(self, *, timeout: float = 30.0) -> None:
+        """Stop the kernel, then the loop and the thread."""
+        if self.kernel is not None and self.loop.is_running():
+            kernel = self.kernel
+            asyncio.run_coroutine_threadsafe(kernel.stop(), self.loop).result(timeout)
+        if self.loop.is_running():
+            self.loop.call_soon_threadsafe(self.loop.stop)
+        self._thread.join(timeout=timeout)
+        if not self._thread.is_alive():
+            self.loop.close()
+
+    def __enter__(self) -> KernelThread:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

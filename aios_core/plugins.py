@@ -1,0 +1,40 @@
+"""The plugin manager: built-ins and entry-point plugins, merged with duplicate detection."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pluggy
+
+from aios import hookspecs
+from aios.errors import ConfigError
+
+BUILTINS = ("aios.backends.registry",)
+
+
+def make_plugin_manager(*, entry_points: bool = True, extra: tuple[object, ...] = ()) -> pluggy.PluginManager:
+    """A plugin manager with the hook specs, the built-in plugins, entry-point plugins and ``extra``."""
+    import importlib
+
+    pm = pluggy.PluginManager(hookspecs.PROJECT)
+    pm.add_hookspecs(hookspecs)
+    for modname in BUILTINS:
+        # Registered under the entry-point name so the installed entry point is not loaded twice.
+        pm.register(importlib.import_module(modname), name="builtin_backends")
+    for plugin in extra:
+        pm.register(plugin)
+    if entry_points:
+        pm.load_setuptools_entrypoints(hookspecs.PROJECT)
+    return pm
+
+
+def merged(results: list[dict[str, Callable[..., Any]]], what: str) -> dict[str, Callable[..., Any]]:
+    """Merge the dicts returned by one hook; a name given twice is a configuration error."""
+    out: dict[str, Callable[..., Any]] = {}
+    for part in results:
+        for name, factory in part.items():
+            if name in out and out[name] is not factory:
+                raise ConfigError(f"two plugins provide the {what} {name!r}", field=what)
+            out[name] = factory
+    return out

@@ -1,0 +1,224 @@
+"""The agent-facing SDK: identity scopes, ``llm_chat`` (async and sync), streaming and metrics.
+
+The agent's identity lives in a ``ContextVar``: each asyncio task and each thread sees its own,
+so concurrent agents in one process never mix identities (the original AIOS kept it in a module
+global). The kernel a call goes to is, in order: the ``kernel=`` argument, the kernel entered
+with ``async with Kernel(...)`` in this task, or the process-default kernel — started on first use
+from the config file and environment (the embedded model when nothing else is configured).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import threading
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
+from contextlib import contextmanager
+from typing import Any, TypeVar
+
+from aios.config import KernelConfig
+from aios.errors import AIOSError, InvalidRequestError
+from aios.kernel import Kernel, KernelThread, current_kernel
+from aios.types import LLMRequest, LLMResult, Message
+
+T = TypeVar("T")
+DEFAULT_AGENT = "default"
+
+_agent_var: contextvars.ContextVar[str | None] = contextvars.ContextVar("aios_agent", default=None)
+
+
+@contextmanager
+def agent(name: str) -> Iterator[str]:
+    """Run the block as agent ``name`` (sync or async code; tasks started inside inherit it)."""
+    if not isinstance(name, str) or not name or len(name) > 200:
+        raise InvalidRequestError("agent name must be a non-empty string of at most 200 chars", field="agent")
+    token = _agent_var.set(name)
+    try:
+        yield name
+    finally:
+        _agent_var.reset(token)
+
+
+def current_agent(default: str = DEFAULT_AGENT) -> str:
+    """The agent identity of the calling task or thread."""
+    return _agent_var.get() or default
+
+
+class _DefaultKernel:
+    """The process-default kernel (a ``KernelThread``), started lazily and at most once.
+
+    This is the SDK's one piece of process state, by design: ``aios.patch(...)`` in existing code
+    must find a kernel without being handed one. It is guarded by a lock and can be replaced.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._kt: KernelThread | None = None
+
+    def get(self, *, start: bool = True) -> KernelThread | None:
+        with self._lock:
+            if self._kt is None and start:
+                self._kt = KernelThread().start()
+            return self._kt
+
+    def set(self, kt: KernelThread | None) -> KernelThread | None:
+        with self._lock:
+            old, self._kt = self._kt, kt
+            return old
+
+
+_default = _DefaultKernel()
+
+
+def start_default_kernel(config: KernelConfig | None = None, **kernel_kwargs: Any) -> KernelThread:
+    """Start (or replace) the process-default kernel with ``config``."""
+    kt = KernelThread(config, **kernel_kwargs).start()
+    old = _default.set(kt)
+    if old is not None:
+        old.stop()
+    return kt
+
+
+def stop_default_kernel() -> None:
+    """Stop the process-default kernel if one runs."""
+    old = _default.set(None)
+    if old is not None:
+        old.stop()
+
+
+def _local_kernel(kernel: Kernel | None) -> Kernel | None:
+    k = kernel or current_kernel.get()
+    if k is None or not k.running:
+        return None
+    return k
+
+
+async def _run(fn: Callable[[Kernel], Coroutine[Any, Any, T]], kernel: Kernel | None) -> T:
+    k = _local_kernel(kernel)
+    if k is not None:
+        return await fn(k)
+    kt = _default.get()
+    assert kt is not None and kt.kernel is not None
+    cf = asyncio.run_coroutine_threadsafe(fn(kt.kernel), kt.loop)
+    try:
+        return await asyncio.wrap_future(cf)
+    except asyncio.CancelledError:
+        cf.cancel()  # cancels the task on the kernel loop, which cancels the syscall
+        raise
+
+
+def _sync(fn: Callable[[Kernel], Coroutine[Any, Any, T]], timeout: float | None) -> T:
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        pass
+    else:
+        k = current_kernel.get()
+        if k is not None and k.running:
+            raise AIOSError("a *_sync call inside the kernel's event loop would block it; await the async form")
+    kt = _default.get()
+    assert kt is not None
+    return kt.call(fn, timeout=None if timeout is None else timeout + 5.0)
+
+
+def _request(messages: list[Message], **params: Any) -> LLMRequest:
+    return LLMRequest(messages=list(messages), **params)
+
+
+async def llm_chat(
+    messages: list[Message],
+    *,
+    model: str | None = None,
+    tools: list[dict[str, Any]] | None = None,
+    tool_choice: str | dict[str, Any] | None = None,
+    temperature: float = 0.0,
+    max_tokens: int = 256,
+    stop: list[str] | None = None,
+    response_format: dict[str, Any] | None = None,
+    priority: int = 0,
+    timeout: float | None = None,
+    agent: str | None = None,
+    kernel: Kernel | None = None,
+) -> LLMResult:
+    """Ask the kernel's LLM; returns text and/or tool calls, with usage. Raises ``AIOSError``."""
+    req = _request(
+        messages, model=model, tools=tools, tool_choice=tool_choice, temperature=temperature,
+        max_tokens=max_tokens, stop=stop, response_format=response_format,
+    )
+    who = agent or current_agent()
+    return await _run(lambda k: k.llm(who, req, priority=priority, timeout=timeout), kernel)
+
+
+def llm_chat_sync(messages: list[Message], **kw: Any) -> LLMResult:
+    """Synchronous ``llm_chat`` on the process-default kernel (same arguments, no ``kernel=``)."""
+    who = kw.pop("agent", None) or current_agent()
+    priority = kw.pop("priority", 0)
+    timeout = kw.pop("timeout", None)
+    req = _request(messages, **kw)
+    return _sync(lambda k: k.llm(who, req, priority=priority, timeout=timeout), timeout)
+
+
+class LLMStream:
+    """An LLM syscall whose text arrives piece by piece: ``async for piece in stream``.
+
+    After the iteration ends, ``result`` holds the full ``LLMResult``; an error of the syscall is
+    raised from the iteration.
+    """
+
+    def __init__(self, kernel: Kernel, agent: str, request: LLMRequest, priority: int, timeout: float | None):
+        self._queue: asyncio.Queue[str] = asyncio.Queue()
+        request.stream = True
+        self._sc = kernel.submit_llm(
+            agent, request, priority=priority, timeout=timeout, on_delta=self._queue.put_nowait
+        )
+        self._kernel = kernel
+        self.result: LLMResult | None = None
+
+    async def __aiter__(self) -> AsyncIterator[str]:
+        fut = self._sc.future
+        try:
+            while True:
+                if self._queue.empty() and fut.done():
+                    break
+                getter = asyncio.ensure_future(self._queue.get())
+                await asyncio.wait({getter, fut}, return_when=asyncio.FIRST_COMPLETED)
+                if getter.done():
+                    yield getter.result()
+                else:
+                    getter.cancel()
+            self.result = fut.result()
+        except asyncio.CancelledError:
+            if not self._sc.status.final:
+                self._kernel.dispatcher.cancel(self._sc)
+            raise
+
+
+async def llm_stream(
+    messages: list[Message],
+    *,
+    priority: int = 0,
+    timeout: float | None = None,
+    agent: str | None = None,
+    kernel: Kernel | None = None,
+    **params: Any,
+) -> LLMStream:
+    """Start a streaming LLM syscall on a kernel running in this loop; iterate the result."""
+    k = _local_kernel(kernel)
+    if k is None:
+        raise AIOSError("llm_stream needs a kernel running in this event loop (async with Kernel())")
+    return LLMStream(k, agent or current_agent(), _request(messages, **params), priority, timeout)
+
+
+def kernel_stats(kernel: Kernel | None = None) -> dict[str, Any]:
+    """The kernel's metrics snapshot (queue, in-flight, per-agent, latency)."""
+    k = _local_kernel(kernel)
+    if k is not None:
+        return k.stats()
+    kt = _default.get(start=False)
+    if kt is None or kt.kernel is None:
+        raise AIOSError("no kernel is running")
+
+    async def stats(kk: Kernel) -> dict[str, Any]:
+        return kk.stats()
+
+    return kt.call(stats, timeout=10.0)
