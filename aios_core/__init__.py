@@ -1,1 +1,101 @@
-"""AIOS: an LLM agent operating system (see README)."""
+"""AIOS: an LLM agent operating system: a kernel that schedules the syscalls of many agents.
+
+``import aios`` is cheap: names below are loaded on first use, and no agent framework, HTTP
+client or model runtime is imported until something needs it.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from aios.config import KernelConfig, load_config
+    from aios.errors import (
+        AccessDeniedError,
+        AIOSError,
+        BackendError,
+        CancelledError,
+        ConfigError,
+        DeadlineExceededError,
+        InvalidRequestError,
+        QueueFullError,
+    )
+    from aios.kernel import Kernel, KernelThread
+    from aios.sdk import (
+        agent,
+        current_agent,
+        kernel_stats,
+        llm_chat,
+        llm_chat_sync,
+        llm_stream,
+        start_default_kernel,
+        stop_default_kernel,
+    )
+    from aios.types import LLMRequest, LLMResult, ToolCall
+
+_LAZY = {
+    "AIOSError": "aios.errors",
+    "AccessDeniedError": "aios.errors",
+    "BackendError": "aios.errors",
+    "CancelledError": "aios.errors",
+    "ConfigError": "aios.errors",
+    "DeadlineExceededError": "aios.errors",
+    "InvalidRequestError": "aios.errors",
+    "Kernel": "aios.kernel",
+    "KernelConfig": "aios.config",
+    "KernelThread": "aios.kernel",
+    "LLMRequest": "aios.types",
+    "LLMResult": "aios.types",
+    "QueueFullError": "aios.errors",
+    "ToolCall": "aios.types",
+    "agent": "aios.sdk",
+    "current_agent": "aios.sdk",
+    "kernel_stats": "aios.sdk",
+    "llm_chat": "aios.sdk",
+    "llm_chat_sync": "aios.sdk",
+    "llm_stream": "aios.sdk",
+    "load_config": "aios.config",
+    "start_default_kernel": "aios.sdk",
+    "stop_default_kernel": "aios.sdk",
+}
+
+__all__ = [
+    "AIOSError",
+    "AccessDeniedError",
+    "BackendError",
+    "CancelledError",
+    "ConfigError",
+    "DeadlineExceededError",
+    "InvalidRequestError",
+    "Kernel",
+    "KernelConfig",
+    "KernelThread",
+    "LLMRequest",
+    "LLMResult",
+    "QueueFullError",
+    "ToolCall",
+    "agent",
+    "current_agent",
+    "kernel_stats",
+    "llm_chat",
+    "llm_chat_sync",
+    "llm_stream",
+    "load_config",
+    "start_default_kernel",
+    "stop_default_kernel",
+]
+__version__ = "0.1.0"
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'aios' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

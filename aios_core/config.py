@@ -58,7 +58,9 @@ class KernelConfig:
         names: set[str] = set()
         for i, b in enumerate(self.backends):
             if not isinstance(b.name, str) or not b.name:
-                raise ConfigError(f"backends[{i}].name must be a non-empty string", field=f"backends[{i}].name")
+                raise ConfigError(
+                    f"backends[{i}].name must be a non-empty string", field=f"backends[{i}].name"
+                )
             if b.name in names:
                 raise ConfigError(f"duplicate backend name {b.name!r}", field=f"backends[{i}].name")
             names.add(b.name)
@@ -121,7 +123,9 @@ def config_from_mapping(data: Mapping[str, Any]) -> KernelConfig:
             opts = {k: v for k, v in b.items() if k not in ("name", "kind")}
             if "kind" not in b:
                 raise ConfigError(f"backends[{i}].kind is missing", field=f"backends[{i}].kind")
-            cfg.backends.append(BackendConfig(name=str(b.get("name", b["kind"])), kind=b["kind"], options=opts))
+            cfg.backends.append(
+                BackendConfig(name=str(b.get("name", b["kind"])), kind=b["kind"], options=opts)
+            )
     return cfg.validate()
 
 

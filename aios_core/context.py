@@ -34,7 +34,9 @@ class ContextManager:
 
     def __init__(self, *, max_bytes: int = 512 * 1024 * 1024):
         if max_bytes <= 0:
-            raise ConfigError(f"context max_bytes must be positive, got {max_bytes}", field="context_max_bytes")
+            raise ConfigError(
+                f"context max_bytes must be positive, got {max_bytes}", field="context_max_bytes"
+            )
         self.max_bytes = max_bytes
         self._snaps: OrderedDict[str, Snapshot] = OrderedDict()
         self._bytes = 0

@@ -8,6 +8,7 @@ that call the LLM from threads; the SDK's ``*_sync`` functions submit to it.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 import threading
 from collections.abc import Callable, Coroutine, Mapping
@@ -123,10 +124,9 @@ class Kernel:
         self._stopped = True
         await self.dispatcher.close(timeout=timeout)
         for b in self.backends.values():
-            try:
+            # Closing one backend must not leave the others open.
+            with contextlib.suppress(Exception):
                 await b.close()
-            except Exception:  # closing one backend must not leave the others open
-                pass
 
     async def __aenter__(self) -> Kernel:
         return await self.start()
@@ -197,7 +197,8 @@ class Kernel:
     ) -> LLMResult:
         """Run an LLM syscall to its end; cancelling the caller cancels the syscall."""
         sc = self.submit_llm(agent, request, priority=priority, timeout=timeout, on_delta=on_delta)
-        return await self.wait(sc)
+        result: LLMResult = await self.wait(sc)
+        return result
 
     async def wait(self, sc: Syscall) -> Any:
         """Await a submitted syscall; if the awaiting task is cancelled, so is the syscall."""

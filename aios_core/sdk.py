@@ -115,7 +115,9 @@ def _sync(fn: Callable[[Kernel], Coroutine[Any, Any, T]], timeout: float | None)
     else:
         k = current_kernel.get()
         if k is not None and k.running:
-            raise AIOSError("a *_sync call inside the kernel's event loop would block it; await the async form")
+            raise AIOSError(
+                "a *_sync call inside the kernel's event loop would block it; await the async form"
+            )
     kt = _default.get()
     assert kt is not None
     return kt.call(fn, timeout=None if timeout is None else timeout + 5.0)
@@ -142,8 +144,14 @@ async def llm_chat(
 ) -> LLMResult:
     """Ask the kernel's LLM; returns text and/or tool calls, with usage. Raises ``AIOSError``."""
     req = _request(
-        messages, model=model, tools=tools, tool_choice=tool_choice, temperature=temperature,
-        max_tokens=max_tokens, stop=stop, response_format=response_format,
+        messages,
+        model=model,
+        tools=tools,
+        tool_choice=tool_choice,
+        temperature=temperature,
+        max_tokens=max_tokens,
+        stop=stop,
+        response_format=response_format,
     )
     who = agent or current_agent()
     return await _run(lambda k: k.llm(who, req, priority=priority, timeout=timeout), kernel)

@@ -84,7 +84,7 @@ class SliceControl:
     with nobody waiting for the core continues, since a cut would only cost time.
     """
 
-    __slots__ = ("max_tokens", "max_seconds", "started", "tokens", "contended", "on_token", "clock")
+    __slots__ = ("clock", "contended", "max_seconds", "max_tokens", "on_token", "started", "tokens")
 
     def __init__(
         self,

