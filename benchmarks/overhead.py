@@ -117,11 +117,15 @@ def main(argv: list[str] | None = None) -> int:
         calls = max(args.calls, 2000 // n)  # enough syscalls at low concurrency for stable numbers
         row = asyncio.run(measure(n, calls, args.scheduler, args.repeats))
         rows.append(row)
+        r = row
         print(
-            f"agents={n:5d} syscalls={row['syscalls']:6d}  kernel CPU/call={row['kernel_cpu_us_per_call']:6.1f} us"
-            f"  direct CPU/call={row['direct_cpu_us_per_call']:5.1f} us  added={row['cpu_us_per_call']:6.1f} us"
-            f"  latency added p50={row['latency_overhead_us_p50']:7.1f} us p99={row['latency_overhead_us_p99']:8.1f} us"
-            f"  {row['kernel_syscalls_per_s']:8.0f} syscalls/s",
+            f"agents={n:5d} syscalls={r['syscalls']:6d}"
+            f"  kernel CPU/call={r['kernel_cpu_us_per_call']:6.1f} us"
+            f"  direct CPU/call={r['direct_cpu_us_per_call']:5.1f} us"
+            f"  added={r['cpu_us_per_call']:6.1f} us"
+            f"  latency added p50={r['latency_overhead_us_p50']:7.1f} us"
+            f" p99={r['latency_overhead_us_p99']:8.1f} us"
+            f"  {r['kernel_syscalls_per_s']:8.0f} syscalls/s",
             flush=True,
         )
     args.out.parent.mkdir(parents=True, exist_ok=True)
