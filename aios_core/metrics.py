@@ -10,7 +10,7 @@ from collections import Counter, deque
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from aios.syscall import Syscall, SyscallStats
+from aios.syscalls import Syscall, SyscallStats
 
 
 @dataclass(slots=True)

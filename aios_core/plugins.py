@@ -10,7 +10,10 @@ import pluggy
 from aios import hookspecs
 from aios.errors import ConfigError
 
-BUILTINS = ("aios.backends.registry",)
+#: Built-in plugins, under the same names as their entry points in pyproject.toml so an installed
+#: copy is not loaded twice. Adapters register lazily (aios.adapters.registry), not here: the
+#: kernel must not import the layer above it.
+BUILTINS = {"builtin_backends": "aios.backends.registry", "builtin_tools": "aios.managers.builtin_tools"}
 
 
 def make_plugin_manager(*, entry_points: bool = True, extra: tuple[object, ...] = ()) -> pluggy.PluginManager:
@@ -19,9 +22,8 @@ def make_plugin_manager(*, entry_points: bool = True, extra: tuple[object, ...] 
 
     pm = pluggy.PluginManager(hookspecs.PROJECT)
     pm.add_hookspecs(hookspecs)
-    for modname in BUILTINS:
-        # Registered under the entry-point name so the installed entry point is not loaded twice.
-        pm.register(importlib.import_module(modname), name="builtin_backends")
+    for name, modname in BUILTINS.items():
+        pm.register(importlib.import_module(modname), name=name)
     for plugin in extra:
         pm.register(plugin)
     if entry_points:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import inspect
 import threading
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
 from contextlib import contextmanager
@@ -230,3 +231,99 @@ def kernel_stats(kernel: Kernel | None = None) -> dict[str, Any]:
         return kk.stats()
 
     return kt.call(stats, timeout=10.0)
+
+
+async def tool_syscall(
+    name: str,
+    fn: Callable[..., Any],
+    *args: Any,
+    agent: str | None = None,
+    timeout: float | None = None,
+    kernel: Kernel | None = None,
+    **kwargs: Any,
+) -> Any:
+    """Run a framework's own tool ``fn`` as a tool syscall (recorded, limited, with a deadline).
+
+    Coroutine functions are awaited on the kernel's loop; plain functions run in a worker thread
+    so they never block it. Exceptions of the tool propagate to the caller unchanged, as the
+    framework expects; the syscall is recorded as failed.
+    """
+    who = agent or current_agent()
+
+    async def run(k: Kernel) -> Any:
+        async def call() -> Any:
+            if inspect.iscoroutinefunction(fn):
+                return await fn(*args, **kwargs)
+            return await asyncio.to_thread(fn, *args, **kwargs)
+
+        return await k.tool(who, name, call, timeout=timeout)
+
+    return await _run(run, kernel)
+
+
+def tool_syscall_sync(
+    name: str,
+    fn: Callable[..., Any],
+    *args: Any,
+    agent: str | None = None,
+    timeout: float | None = None,
+    **kwargs: Any,
+) -> Any:
+    """Synchronous ``tool_syscall`` on the process-default kernel."""
+    who = agent or current_agent()
+
+    async def run(k: Kernel) -> Any:
+        async def call() -> Any:
+            return await asyncio.to_thread(fn, *args, **kwargs)
+
+        return await k.tool(who, name, call, timeout=timeout)
+
+    return _sync(run, timeout)
+
+
+async def syscall(
+    kind: str,
+    op: str,
+    /,
+    *,
+    agent: str | None = None,
+    timeout: float | None = None,
+    kernel: Kernel | None = None,
+    **args: Any,
+) -> Any:
+    """A memory/storage/tool/access syscall: ``await syscall("storage", "write", key="k", value="v")``."""
+    who = agent or current_agent()
+    return await _run(lambda k: k.syscall(who, kind, op, timeout=timeout, **args), kernel)
+
+
+def syscall_sync(
+    kind: str, op: str, *, agent: str | None = None, timeout: float | None = None, **args: Any
+) -> Any:
+    """Synchronous ``syscall`` on the process-default kernel."""
+    who = agent or current_agent()
+    return _sync(lambda k: k.syscall(who, kind, op, timeout=timeout, **args), timeout)
+
+
+async def llm_call_tools(
+    messages: list[Message],
+    *,
+    tools: list[str | dict[str, Any]],
+    tool_choice: str | dict[str, Any] | None = "auto",
+    max_rounds: int = 3,
+    priority: int = 0,
+    timeout: float | None = None,
+    agent: str | None = None,
+    kernel: Kernel | None = None,
+    **params: Any,
+) -> Any:
+    """The call-tool path: the model chooses among kernel tools and the kernel runs them.
+
+    Returns a ``ToolLoopResult`` (final ``result``, the ``messages``, and each tool call with its
+    ``ToolResult``).
+    """
+    who = agent or current_agent()
+    req = _request(messages, tools=tools, tool_choice=tool_choice, **params)
+    return await _run(
+        lambda k: k.llm_with_tools(who, req, max_rounds=max_rounds, priority=priority, timeout=timeout),
+        kernel,
+    )

@@ -22,7 +22,7 @@ from aios.errors import (
 )
 from aios.kernel import Kernel
 from aios.scheduler.policies import FairPolicy
-from aios.syscall import Status
+from aios.syscalls import Status
 from aios.types import LLMRequest
 from tests.conftest import req, user
 

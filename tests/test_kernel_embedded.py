@@ -14,7 +14,7 @@ from aios import sdk
 from aios.backends.llamacpp import LlamaCppBackend
 from aios.config import KernelConfig
 from aios.kernel import Kernel
-from aios.syscall import Status
+from aios.syscalls import Status
 from aios.types import LLMRequest
 
 pytestmark = [pytest.mark.model, pytest.mark.asyncio(loop_scope="module")]

@@ -22,7 +22,7 @@ from aios.errors import (
     StreamInterruptedError,
 )
 from aios.kernel import Kernel
-from aios.syscall import Status
+from aios.syscalls import Status
 from aios.types import LLMRequest
 from tests.backends.test_openai_backend import (
     ScriptedStream,

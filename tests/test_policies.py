@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from itertools import groupby
 
-from aios.syscall import Status
+from aios.syscalls import Status
 from tests.conftest import req
 
 

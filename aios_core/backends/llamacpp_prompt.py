@@ -45,11 +45,12 @@ def plan_output(request: LLMRequest) -> OutputPlan:
     choice = request.tool_choice
     if tools and choice != "none":
         names = tool_names(tools)
+        limit = string_budget(request.max_tokens)
         if isinstance(choice, Mapping):
             forced = choice["function"]["name"]
-            return OutputPlan("tool", tool_call_schema(tools, [forced]), (forced,))
+            return OutputPlan("tool", tool_call_schema(tools, [forced], limit), (forced,))
         if choice == "required":
-            return OutputPlan("tool", tool_call_schema(tools, names), tuple(names))
+            return OutputPlan("tool", tool_call_schema(tools, names, limit), tuple(names))
         return OutputPlan("auto", None, tuple(names))
     fmt = request.response_format
     if fmt is not None and fmt.get("type") == "json_object":
@@ -66,14 +67,19 @@ def plan_output(request: LLMRequest) -> OutputPlan:
     return OutputPlan("text", None)
 
 
-def tool_call_schema(tools: Sequence[Mapping[str, Any]], names: Sequence[str]) -> dict[str, Any]:
-    """The JSON schema of a call to one of ``names``: {"name": const, "arguments": its parameters}."""
+def tool_call_schema(
+    tools: Sequence[Mapping[str, Any]], names: Sequence[str], limit: int = 1024
+) -> dict[str, Any]:
+    """The JSON schema of a call to one of ``names``: {"name": const, "arguments": its parameters}.
+
+    Unbounded strings get ``maxLength=limit`` (see ``string_budget``).
+    """
     alternatives = []
     for tool in tools:
         fn = tool["function"]
         if fn["name"] not in names:
             continue
-        params = fn.get("parameters") or {"type": "object"}
+        params = bounded_strings(fn.get("parameters") or {"type": "object"}, limit)
         alternatives.append(
             {
                 "type": "object",
@@ -82,6 +88,34 @@ def tool_call_schema(tools: Sequence[Mapping[str, Any]], names: Sequence[str]) -
             }
         )
     return alternatives[0] if len(alternatives) == 1 else {"anyOf": alternatives}
+
+
+#: JSON syntax, the name and the keys of a small call, in tokens (measured: ~26 for a whole call).
+CALL_OVERHEAD_TOKENS = 32
+
+
+def string_budget(max_tokens: int) -> int:
+    """Characters a JSON string of a forced call may take so the call closes within ``max_tokens``.
+
+    A small model can loop inside a string until ``max_tokens`` cuts the call mid-JSON. A token
+    is at least one character, so strings bounded to the tokens left after the call's overhead
+    always let the grammar close the object in time.
+    """
+    return max(8, min(4096, max_tokens - CALL_OVERHEAD_TOKENS))
+
+
+def bounded_strings(schema: Any, limit: int) -> Any:
+    """A copy of ``schema`` where every string without a ``maxLength`` gets ``limit``."""
+    if isinstance(schema, Mapping):
+        out = {k: bounded_strings(v, limit) for k, v in schema.items()}
+        types = out.get("type")
+        is_string = types == "string" or (isinstance(types, list) and "string" in types)
+        if is_string and "maxLength" not in out and "enum" not in out and "const" not in out:
+            out["maxLength"] = limit
+        return out
+    if isinstance(schema, list):
+        return [bounded_strings(v, limit) for v in schema]
+    return schema
 
 
 def chat_messages(request: LLMRequest, plan: OutputPlan) -> list[dict[str, str]]:

@@ -30,6 +30,8 @@ class StreamState:
     released: int = 0
     #: For hold mode "json": None until the first non-blank character decides it.
     looks_like_json: bool | None = None
+    #: A stop string was seen: nothing more is released, even after a resume.
+    stopped: bool = False
 
 
 class TextStream:
@@ -48,7 +50,7 @@ class TextStream:
         self._released = state.released
         self._looks_like_json = state.looks_like_json
         #: True once a stop string was seen; the text ends before it.
-        self.stopped = False
+        self.stopped = state.stopped
 
     @property
     def text(self) -> str:
@@ -62,7 +64,7 @@ class TextStream:
 
     def state(self) -> StreamState:
         """The state to store in a snapshot."""
-        return StreamState(self._pending, self._text, self._released, self._looks_like_json)
+        return StreamState(self._pending, self._text, self._released, self._looks_like_json, self.stopped)
 
     def feed(self, piece: bytes) -> str:
         """Add one token's bytes; return the text that may now be released (maybe "")."""

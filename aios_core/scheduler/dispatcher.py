@@ -35,7 +35,7 @@ from aios.errors import (
 from aios.metrics import MetricsCollector
 from aios.scheduler.policies import HeapPolicy
 from aios.scheduler.quota import QuotaBook
-from aios.syscall import Status, Syscall, transition
+from aios.syscalls import Status, Syscall, transition
 
 
 @dataclass(slots=True, eq=False)

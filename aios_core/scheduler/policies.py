@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from aios.errors import ConfigError
-from aios.syscall import Syscall
+from aios.syscalls import Syscall
 
 
 @dataclass(slots=True, frozen=True)

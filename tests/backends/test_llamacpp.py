@@ -21,7 +21,13 @@ from hypothesis import strategies as st
 from aios.backends import llamacpp as llamacpp_module
 from aios.backends.base import Backend, Completed, Outcome, Preempted, SliceControl, Snapshot
 from aios.backends.llamacpp import LlamaCppBackend, LlamaCppSnapshotData, default_model_path
-from aios.backends.llamacpp_prompt import chat_messages, plan_output, read_tool_call
+from aios.backends.llamacpp_prompt import (
+    bounded_strings,
+    chat_messages,
+    plan_output,
+    read_tool_call,
+    string_budget,
+)
 from aios.backends.llamacpp_stream import StreamState, TextStream
 from aios.backends.llamacpp_worker import find_gguf
 from aios.errors import BackendError, ConfigError, InvalidRequestError
@@ -141,7 +147,28 @@ def test_named_tool_choice_constrains_the_output_to_that_function() -> None:
     assert plan.tools == ("get_time",)
     assert plan.schema is not None
     assert plan.schema["properties"]["name"] == {"const": "get_time"}
-    assert plan.schema["properties"]["arguments"] == CLOCK["function"]["parameters"]  # type: ignore[index]
+    # The tool's own parameters, with unbounded strings bounded so the call closes within max_tokens.
+    assert plan.schema["properties"]["arguments"] == bounded_strings(
+        CLOCK["function"]["parameters"],  # type: ignore[index]
+        string_budget(256),
+    )
+    assert plan.schema["properties"]["arguments"]["properties"]["timezone"]["maxLength"] == 256 - 32
+
+
+def test_bounded_strings_leave_enums_consts_and_explicit_bounds_alone() -> None:
+    schema = {
+        "type": "object",
+        "properties": {
+            "a": {"type": "string", "enum": ["x", "y"]},
+            "b": {"type": "string", "maxLength": 5},
+            "c": {"type": "array", "items": {"type": "string"}},
+        },
+    }
+    out = bounded_strings(schema, 10)
+    assert out["properties"]["a"] == schema["properties"]["a"]  # type: ignore[index]
+    assert out["properties"]["b"]["maxLength"] == 5
+    assert out["properties"]["c"]["items"] == {"type": "string", "maxLength": 10}
+    assert string_budget(4) == 8 and string_budget(10_000) == 4096
 
 
 def test_required_tool_choice_allows_any_of_the_tools() -> None:

@@ -7,7 +7,7 @@ import asyncio
 import pytest
 
 from aios.errors import BackendError, KernelInternalError
-from aios.syscall import TRANSITIONS, Status, Syscall, transition
+from aios.syscalls import TRANSITIONS, Status, Syscall, transition
 
 
 def make(loop: asyncio.AbstractEventLoop) -> Syscall:

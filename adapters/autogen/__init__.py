@@ -1,0 +1,1 @@
+"""The autogen adapter (see adapter.py)."""

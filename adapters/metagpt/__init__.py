@@ -1,0 +1,1 @@
+"""The metagpt adapter (see adapter.py)."""

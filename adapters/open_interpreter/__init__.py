@@ -1,0 +1,1 @@
+"""The open_interpreter adapter (see adapter.py)."""

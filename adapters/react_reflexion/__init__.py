@@ -1,0 +1,11 @@
+"""Native agents on the SDK: ReAct and Reflexion (the AIOS paper's two)."""
+
+from aios.adapters.react_reflexion.agents import (
+    ReActAgent,
+    ReflexionAgent,
+    ReflexionResult,
+    Step,
+    Trajectory,
+)
+
+__all__ = ["ReActAgent", "ReflexionAgent", "ReflexionResult", "Step", "Trajectory"]
