@@ -25,7 +25,7 @@ from aios.managers.builtin_tools import builtin_tools, make_file_tool
 from aios.managers.confirm import AllowListConfirmer, Confirmer, ConfirmRule, DenyConfirmer, TerminalConfirmer
 from aios.managers.memory import MemoryManager, MemoryOp
 from aios.managers.storage import SQLiteStorage, StorageManager
-from aios.managers.tools import Tool, ToolManager, load_plugin_tools
+from aios.managers.tools import Tool, ToolManager, calling_agent, load_plugin_tools
 
 Handler = Callable[..., Awaitable[Any]]
 
@@ -80,9 +80,7 @@ class Services:
         # Built-in tools arrive through the aios_tools hook like third-party ones.
         for t in load_plugin_tools(plugins) if plugins is not None else builtin_tools():
             self.tools.register(t)
-        # `file` is bound to the calling agent's storage per call (see _call_tool); this unbound
-        # copy only publishes its schema.
-        self.tools.register(make_file_tool(_unbound, _unbound, _unbound))
+        self.tools.register(self._file_tool())
         self.table: dict[tuple[str, str], Op] = self._table()
 
     def _memory_check(self, actor: str, owner: str, op: MemoryOp) -> None:
@@ -148,19 +146,25 @@ class Services:
         return table
 
     async def _call_tool(self, agent: str, name: str, arguments: dict[str, Any] | str) -> Any:
-        if name == "file":
-            return await self._file_tool(agent).call(arguments)  # bound to this agent's storage
         return await self.tools.call(name, arguments, agent=agent)
 
-    def _file_tool(self, agent: str) -> Tool:
+    def _file_tool(self) -> Tool:
+        """The ``file`` tool on the storage of whichever agent calls it (``calling_agent``)."""
+
+        def me() -> str:
+            agent = calling_agent()
+            if agent is None:
+                raise RuntimeError("the file tool runs only as a kernel tool syscall")
+            return agent
+
         async def read(key: str) -> bytes:
-            return await self.storage.read(agent, key, actor=agent)
+            return await self.storage.read(me(), key, actor=me())
 
         async def write(key: str, value: bytes) -> int:
-            return await self.storage.write(agent, key, value, actor=agent)
+            return await self.storage.write(me(), key, value, actor=me())
 
         async def list_(prefix: str) -> list[str]:
-            return await self.storage.list(agent, actor=agent, prefix=prefix)
+            return await self.storage.list(me(), actor=me(), prefix=prefix)
 
         return make_file_tool(read, write, list_)
 
@@ -181,10 +185,6 @@ class Services:
         """Close the storage file and the audit sink."""
         await self._store.close()
         self.access.close()
-
-
-async def _unbound(*_: Any) -> Any:
-    raise RuntimeError("the file tool runs bound to an agent's storage, through Kernel.syscall")
 
 
 def _with_owner(fn: Handler) -> inspect.Signature:

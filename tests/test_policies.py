@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from itertools import groupby
 
+from aios.scheduler.policies import TimeSlice
 from aios.syscalls import Status
 from tests.conftest import req
 
@@ -121,3 +122,12 @@ async def test_quota_delays_an_agent_over_its_rate_but_never_drops_its_calls(mak
     # The unmetered agent was not held back behind the quota wait.
     assert max(c.stamp(Status.DONE) or 0.0 for c in free) < starts[3]
     assert clock.now() >= starts[3]
+
+
+async def test_round_robin_slices_can_be_counted_in_seconds(make_kernel):
+    kernel, _, trace = make_kernel("rr")
+    kernel.policy.slice = TimeSlice(seconds=0.045)  # ends after the 5th token of 10 ms virtual time
+    async with kernel:
+        calls = [kernel.submit_llm(f"a{i}", req(f"a{i}", 10)) for i in range(2)]
+        await asyncio.gather(*(c.future for c in calls))
+    assert runs(trace) == [("a0", 5), ("a1", 5), ("a0", 5), ("a1", 5)]
