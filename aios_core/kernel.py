@@ -98,6 +98,8 @@ class Kernel:
         self.routes = dict(config.routes)
         self._all_cores = tuple(self.backends)
         self._services: Services | None = None
+        #: The event loop the kernel runs on (set by ``start``); other threads submit through it.
+        self.loop: asyncio.AbstractEventLoop | None = None
         self._started = False
         self._stopped = False
 
@@ -126,6 +128,7 @@ class Kernel:
                     await b.close()
                 raise
             self._started = True
+            self.loop = asyncio.get_running_loop()
         current_kernel.set(self)
         return self
 

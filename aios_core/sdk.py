@@ -18,7 +18,7 @@ from contextlib import contextmanager
 from typing import Any, TypeVar
 
 from aios.config import KernelConfig
-from aios.errors import AIOSError, InvalidRequestError
+from aios.errors import AIOSError, DeadlineExceededError, InvalidRequestError
 from aios.kernel import Kernel, KernelThread, current_kernel
 from aios.types import LLMRequest, LLMResult, Message
 
@@ -109,16 +109,23 @@ async def _run(fn: Callable[[Kernel], Coroutine[Any, Any, T]], kernel: Kernel | 
 
 
 def _sync(fn: Callable[[Kernel], Coroutine[Any, Any, T]], timeout: float | None) -> T:
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        pass
-    else:
-        k = current_kernel.get()
-        if k is not None and k.running:
+    k = current_kernel.get()
+    if k is not None and k.running and k.loop is not None:
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if running is k.loop:
             raise AIOSError(
                 "a *_sync call inside the kernel's event loop would block it; await the async form"
             )
+        # A worker thread of a program whose kernel runs on its own loop: submit there.
+        cf = asyncio.run_coroutine_threadsafe(fn(k), k.loop)
+        try:
+            return cf.result(None if timeout is None else timeout + 5.0)
+        except TimeoutError:
+            cf.cancel()
+            raise DeadlineExceededError(f"no answer within {timeout} s") from None
     kt = _default.get()
     assert kt is not None
     return kt.call(fn, timeout=None if timeout is None else timeout + 5.0)
@@ -170,21 +177,44 @@ def llm_chat_sync(messages: list[Message], **kw: Any) -> LLMResult:
 class LLMStream:
     """An LLM syscall whose text arrives piece by piece: ``async for piece in stream``.
 
+    Works with a kernel on this event loop or on another thread (the process-default kernel).
     After the iteration ends, ``result`` holds the full ``LLMResult``; an error of the syscall is
-    raised from the iteration.
+    raised from the iteration. Leaving the loop early (``break``, an exception, cancellation)
+    cancels the syscall, so the model stops generating for nobody.
     """
 
     def __init__(self, kernel: Kernel, agent: str, request: LLMRequest, priority: int, timeout: float | None):
+        loop = asyncio.get_running_loop()
         self._queue: asyncio.Queue[str] = asyncio.Queue()
         request.stream = True
-        self._sc = kernel.submit_llm(
-            agent, request, priority=priority, timeout=timeout, on_delta=self._queue.put_nowait
-        )
-        self._kernel = kernel
         self.result: LLMResult | None = None
+        self._cancel: Callable[[], None]
+        if kernel.loop is loop:
+            sc = kernel.submit_llm(
+                agent, request, priority=priority, timeout=timeout, on_delta=self._queue.put_nowait
+            )
+            self._future: asyncio.Future[LLMResult] = sc.future
+
+            def cancel() -> None:
+                if not sc.status.final:
+                    kernel.dispatcher.cancel(sc)
+
+        else:
+
+            def deliver(piece: str) -> None:  # runs on the kernel's loop; hands over to ours
+                loop.call_soon_threadsafe(self._queue.put_nowait, piece)
+
+            assert kernel.loop is not None
+            cf = asyncio.run_coroutine_threadsafe(
+                kernel.llm(agent, request, priority=priority, timeout=timeout, on_delta=deliver), kernel.loop
+            )
+            # Deltas are scheduled on our loop before the completion is, so none is lost.
+            self._future = asyncio.wrap_future(cf)
+            cancel = cf.cancel
+        self._cancel = cancel
 
     async def __aiter__(self) -> AsyncIterator[str]:
-        fut = self._sc.future
+        fut = self._future
         try:
             while True:
                 if self._queue.empty() and fut.done():
@@ -196,10 +226,9 @@ class LLMStream:
                 else:
                     getter.cancel()
             self.result = fut.result()
-        except asyncio.CancelledError:
-            if not self._sc.status.final:
-                self._kernel.dispatcher.cancel(self._sc)
-            raise
+        finally:
+            if not fut.done():
+                self._cancel()
 
 
 async def llm_stream(
@@ -211,11 +240,55 @@ async def llm_stream(
     kernel: Kernel | None = None,
     **params: Any,
 ) -> LLMStream:
-    """Start a streaming LLM syscall on a kernel running in this loop; iterate the result."""
+    """Start a streaming LLM syscall (on this loop's kernel, else the default one); iterate it."""
     k = _local_kernel(kernel)
     if k is None:
-        raise AIOSError("llm_stream needs a kernel running in this event loop (async with Kernel())")
+        kt = _default.get()
+        assert kt is not None and kt.kernel is not None
+        k = kt.kernel
     return LLMStream(k, agent or current_agent(), _request(messages, **params), priority, timeout)
+
+
+def llm_stream_sync(
+    messages: list[Message],
+    *,
+    priority: int = 0,
+    timeout: float | None = None,
+    agent: str | None = None,
+    **params: Any,
+) -> Iterator[str]:
+    """Synchronous streaming on the process-default kernel: yields text pieces as they come.
+
+    Closing the iterator early cancels the syscall. Each wait is bounded by ``timeout`` (or the
+    kernel's default), so a stalled kernel raises ``DeadlineExceededError`` instead of hanging.
+    """
+    import queue as queue_mod
+
+    kt = _default.get()
+    assert kt is not None and kt.kernel is not None and kt.kernel.loop is not None
+    kernel = kt.kernel
+    pieces: queue_mod.SimpleQueue[str] = queue_mod.SimpleQueue()
+    req = _request(messages, **params)
+    req.stream = True
+    cf = asyncio.run_coroutine_threadsafe(
+        kernel.llm(agent or current_agent(), req, priority=priority, timeout=timeout, on_delta=pieces.put),
+        kernel.loop,
+    )
+    limit = (timeout or kernel.config.default_timeout or 600.0) + 5.0
+    try:
+        while not (cf.done() and pieces.empty()):
+            try:
+                yield pieces.get(timeout=0.05)
+            except queue_mod.Empty:
+                if kernel.loop.is_closed():
+                    break
+                limit -= 0.05
+                if limit <= 0:
+                    raise DeadlineExceededError("no streamed output within the deadline") from None
+        cf.result()  # raise the syscall's error, if any
+    finally:
+        if not cf.done():
+            cf.cancel()
 
 
 def kernel_stats(kernel: Kernel | None = None) -> dict[str, Any]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import random
 import threading
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -102,3 +103,47 @@ def test_agent_names_are_checked(name: str):
     with pytest.raises(InvalidRequestError) as info, sdk.agent(name):
         pass
     assert info.value.field == "agent"
+
+
+async def test_streaming_through_the_default_kernel_thread(default_kernel: KernelThread):
+    stream = await sdk.llm_stream(user("x"), max_tokens=6, agent="remote-streamer")
+    pieces = [p async for p in stream]
+    assert stream.result is not None and "".join(pieces) == stream.result.text == "t0 t1 t2 t3 t4 t5"
+
+
+def test_sync_streaming_yields_pieces_and_closing_early_cancels(default_kernel: KernelThread):
+    pieces = list(sdk.llm_stream_sync(user("x"), max_tokens=5, agent="sync-streamer"))
+    assert "".join(pieces) == "t0 t1 t2 t3 t4"
+    it = sdk.llm_stream_sync(user("x"), max_tokens=100_000, agent="quitter")
+    assert next(it) == "t0 "
+    it.close()
+    deadline = time.monotonic() + 10
+    while "quitter" not in sdk.kernel_stats()["agents"]:
+        assert time.monotonic() < deadline, "the abandoned stream was never cancelled"
+        time.sleep(0.01)
+    assert sdk.kernel_stats()["agents"]["quitter"]["cancelled"] == 1
+
+
+async def test_leaving_a_stream_early_cancels_the_syscall():
+    kernel = Kernel(
+        KernelConfig(backends=[]), backends={"sim": SimBackend(token_time=0.001)}, entry_points=False
+    )
+    async with kernel:
+        stream = await sdk.llm_stream(user("x"), max_tokens=100_000, agent="leaver")
+        async for _ in stream:
+            break
+        for _ in range(100):
+            if kernel.metrics.agents.get("leaver"):
+                break
+            await asyncio.sleep(0.01)
+        assert kernel.metrics.agents["leaver"].cancelled == 1
+
+
+async def test_sync_calls_from_worker_threads_reach_the_kernel_of_this_program():
+    kernel = Kernel(
+        KernelConfig(backends=[]), backends={"local": SimBackend(name="local")}, entry_points=False
+    )
+    async with kernel:
+        with sdk.agent("worker"):
+            r = await asyncio.to_thread(sdk.llm_chat_sync, user("x"), max_tokens=3)
+    assert r.backend == "local" and kernel.metrics.agents["worker"].done == 1
