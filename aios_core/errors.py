@@ -111,3 +111,38 @@ class ToolError(AIOSError):
     def __init__(self, message: str, *, tool: str | None = None, **kw: str | None):
         super().__init__(message, **kw)
         self.tool = tool
+
+
+class KeyNotFoundError(AIOSError, KeyError):
+    """The key (or the asked version of it) does not exist or is deleted."""
+
+    def __init__(
+        self, message: str, *, owner: str, key: str, version: int | None = None, agent: str | None = None
+    ):
+        super().__init__(message, agent=agent)
+        self.owner = owner
+        self.key = key
+        self.version = version
+
+
+class StorageError(AIOSError):
+    """The storage backend failed (I/O error, database locked past its timeout, closed store)."""
+
+    def __init__(self, message: str, *, retryable: bool = False):
+        super().__init__(message)
+        self.retryable = retryable
+
+
+class VersionConflictError(StorageError):
+    """An append expected a head version that is no longer the head (another writer came first)."""
+
+    def __init__(self, message: str, *, owner: str, key: str, expected: int, actual: int):
+        super().__init__(message, retryable=True)
+        self.owner = owner
+        self.key = key
+        self.expected = expected
+        self.actual = actual
+
+
+class MemoryEntryNotFoundError(InvalidRequestError, KeyError):
+    """The agent has no memory entry with that id (``field`` is ``"entry_id"``)."""

@@ -42,6 +42,7 @@ from aios.errors import (
     DeadlineExceededError,
     InvalidRequestError,
     KernelInternalError,
+    MemoryEntryNotFoundError,
 )
 from aios.managers.agent_memory import AgentMemory, MemoryEntry
 from aios.managers.embeddings import Embedder
@@ -95,10 +96,6 @@ class EvictionStore(Protocol):
     async def list(self, owner: str, *, actor: str, prefix: str = "") -> builtins.list[str]:
         """The owner's keys starting with ``prefix``."""
         ...
-
-
-class MemoryEntryNotFoundError(InvalidRequestError, KeyError):
-    """The agent has no memory entry with that id (``field`` is ``"entry_id"``)."""
 
 
 @dataclass(frozen=True, slots=True)
