@@ -142,7 +142,8 @@ class Patcher:
         except ImportError as exc:
             raise FrameworkNotInstalledError(
                 f"adapter {adapter.name!r} needs {adapter.framework!r}, which does not import here: {exc}; "
-                f"install the extra: pip install 'aios-agent-kernel[{adapter.name}]'",
+                f"install the framework (a tested set of versions: envs/{adapter.name}.lock, "
+                f"or scripts/make-env.sh {adapter.name} for a ready environment)",
                 field="adapter",
             ) from None
         installed: list[_Installed] = []
