@@ -7,8 +7,8 @@ from collections.abc import Callable, Iterator
 import pytest
 
 from aios import sdk
+from aios.backends.scripted import Answer, ScriptedBackend
 from aios.config import KernelConfig
-from tests.adapters.autogen.scripted import Answer, ScriptedBackend
 
 
 @pytest.fixture
@@ -17,7 +17,7 @@ def default_kernel() -> Iterator[Callable[[list[Answer]], ScriptedBackend]]:
     made: list[ScriptedBackend] = []
 
     def start(script: list[Answer]) -> ScriptedBackend:
-        backend = ScriptedBackend(script)
+        backend = ScriptedBackend(*script)
         sdk.start_default_kernel(
             KernelConfig(backends=[]), backends={"scripted": backend}, entry_points=False
         )

@@ -33,10 +33,10 @@ from pydantic import BaseModel
 
 from aios import sdk
 from aios.adapters.registry import patched
+from aios.backends.scripted import Answer, ScriptedBackend, text, tool_call
 from aios.config import KernelConfig
 from aios.kernel import Kernel
 from aios.types import LLMRequest, LLMResult
-from tests.adapters.autogen.scripted import Answer, ScriptedBackend, call, text
 
 Start = Callable[[list[Answer]], ScriptedBackend]
 
@@ -87,7 +87,7 @@ WEATHER_TOOL = {
 
 
 async def test_an_assistant_agent_tool_call_runs_the_tool_as_a_syscall_of_the_agent():
-    backend = ScriptedBackend([call("get_weather", {"city": "Paris"})])
+    backend = ScriptedBackend(tool_call("get_weather", {"city": "Paris"}))
     agent = AssistantAgent("assistant", model_client=client(tool_choice="required"), tools=[get_weather])
 
     async with backend_kernel(backend):
@@ -106,7 +106,7 @@ async def test_an_assistant_agent_tool_call_runs_the_tool_as_a_syscall_of_the_ag
 
 
 async def test_a_tool_choice_passed_to_create_wins_over_the_clients_default():
-    backend = ScriptedBackend([text("no tools"), call("get_weather", {"city": "Rome"})])
+    backend = ScriptedBackend(text("no tools"), tool_call("get_weather", {"city": "Rome"}))
     tool = FunctionTool(get_weather, description="Get the weather for a city.")
     model = client(tool_choice="required")
     ask = [UserMessage(content="hi", source="user")]
@@ -124,7 +124,7 @@ async def test_a_tool_choice_passed_to_create_wins_over_the_clients_default():
 
 async def test_text_and_calls_come_back_as_create_results_and_usage_adds_up():
     backend = ScriptedBackend(
-        [text("It is sunny."), call("get_weather", {"city": "Oslo"}, said="Let me check.")]
+        text("It is sunny."), tool_call("get_weather", {"city": "Oslo"}, said="Let me check.")
     )
     model = client()
     ask = [UserMessage(content="Weather?", source="user")]
@@ -145,7 +145,7 @@ async def test_text_and_calls_come_back_as_create_results_and_usage_adds_up():
 
 
 async def test_messages_reach_the_kernel_in_openai_form():
-    backend = ScriptedBackend([text("Done.")])
+    backend = ScriptedBackend(text("Done."))
     history = [
         SystemMessage(content="Be brief."),
         UserMessage(content="Weather in Paris?", source="user"),
@@ -190,7 +190,7 @@ class Weather(BaseModel):
 
 async def test_a_pydantic_json_output_becomes_a_json_schema_response_format():
     backend = ScriptedBackend(
-        [text('{"city": "Paris", "sunny": true}', pieces=['{"city": "Paris", "sunny": true}'])]
+        text('{"city": "Paris", "sunny": true}', pieces=['{"city": "Paris", "sunny": true}'])
     )
 
     async with backend_kernel(backend):
@@ -205,7 +205,7 @@ async def test_a_pydantic_json_output_becomes_a_json_schema_response_format():
 
 
 async def test_a_stream_with_a_kernel_in_this_loop_yields_the_pieces_then_the_result():
-    backend = ScriptedBackend([text("It is sunny.")])
+    backend = ScriptedBackend(text("It is sunny."))
 
     async with backend_kernel(backend):
         items = [i async for i in client().create_stream([UserMessage(content="?", source="user")])]
@@ -216,7 +216,7 @@ async def test_a_stream_with_a_kernel_in_this_loop_yields_the_pieces_then_the_re
 
 
 async def test_a_streamed_tool_call_yields_no_text_pieces():
-    backend = ScriptedBackend([call("get_weather", {"city": "Oslo"})])
+    backend = ScriptedBackend(tool_call("get_weather", {"city": "Oslo"}, stream_json=True))
     tool = FunctionTool(get_weather, description="Get the weather for a city.")
 
     async with backend_kernel(backend):
@@ -238,7 +238,7 @@ async def test_a_stream_through_the_default_kernel_yields_the_kernels_pieces(def
 
 
 async def test_tools_run_on_the_callers_loop_and_scope_through_the_default_kernel(default_kernel: Start):
-    default_kernel([call("get_weather", {"city": "Lima"})])
+    default_kernel([tool_call("get_weather", {"city": "Lima"})])
     agent = AssistantAgent("assistant", model_client=client(tool_choice="required"), tools=[get_weather])
 
     with sdk.agent("travel-app"):
@@ -257,7 +257,7 @@ async def test_a_cancellation_token_cancels_the_llm_syscall():
         await asyncio.Event().wait()
         raise AssertionError("unreachable")
 
-    backend = ScriptedBackend([never])
+    backend = ScriptedBackend(never)
     token = CancellationToken()
 
     async with backend_kernel(backend):
@@ -276,7 +276,7 @@ async def test_a_cancellation_token_cancels_the_llm_syscall():
 
 
 async def test_an_agent_with_model_client_stream_emits_chunk_events():
-    backend = ScriptedBackend([text("Hello from the kernel.")])
+    backend = ScriptedBackend(text("Hello from the kernel."))
     agent = AssistantAgent("assistant", model_client=client(), model_client_stream=True)
 
     async with backend_kernel(backend):
@@ -289,7 +289,7 @@ async def test_an_agent_with_model_client_stream_emits_chunk_events():
 
 
 async def test_a_tool_that_raises_is_a_failed_syscall_and_the_agent_sees_the_error():
-    backend = ScriptedBackend([call("broken", {"city": "Oslo"})])
+    backend = ScriptedBackend(tool_call("broken", {"city": "Oslo"}))
 
     async def broken(city: str) -> str:
         """Always fails."""
@@ -313,7 +313,7 @@ async def test_a_tool_that_raises_is_a_failed_syscall_and_the_agent_sees_the_err
     ids=["plain text", "text that looks like a call"],
 )
 async def test_a_streamed_text_answer_with_tools_offered_still_yields_every_piece(pieces: list[str]):
-    backend = ScriptedBackend([text("".join(pieces), pieces=pieces)])
+    backend = ScriptedBackend(text("".join(pieces), pieces=pieces))
     tool = FunctionTool(get_weather, description="Get the weather for a city.")
 
     async with backend_kernel(backend):

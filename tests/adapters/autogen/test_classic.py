@@ -17,8 +17,8 @@ from autogen.io.base import IOStream  # noqa: E402
 
 from aios import sdk  # noqa: E402
 from aios.adapters.registry import patched  # noqa: E402
+from aios.backends.scripted import Answer, ScriptedBackend, text, tool_call  # noqa: E402
 from aios.errors import InvalidRequestError  # noqa: E402
-from tests.adapters.autogen.scripted import Answer, ScriptedBackend, call, text  # noqa: E402
 
 Start = Callable[[list[Answer]], ScriptedBackend]
 CONFIG = {"model": "gpt-4o-mini", "api_key": "unused"}
@@ -68,7 +68,7 @@ WEATHER_TOOL = {
 
 
 def test_a_tool_call_runs_the_function_and_its_result_goes_back_to_the_model(default_kernel: Start):
-    backend = default_kernel([call("get_weather", {"city": "Paris"}), text("It is sunny in Paris.")])
+    backend = default_kernel([tool_call("get_weather", {"city": "Paris"}), text("It is sunny in Paris.")])
     assistant, user, seen = weather_pair()
 
     result = user.initiate_chat(assistant, message="Weather in Paris?", max_turns=2, silent=True)
@@ -140,7 +140,7 @@ def test_a_price_in_the_config_entry_sets_the_cost(default_kernel: Start):
 
 
 def test_the_legacy_functions_api_maps_onto_tools_and_back(default_kernel: Start):
-    backend = default_kernel([call("lookup", {"q": "x"})])
+    backend = default_kernel([tool_call("lookup", {"q": "x"})])
     wrapper = autogen.OpenAIWrapper(config_list=[CONFIG])
     spec = {"name": "lookup", "description": "Look up", "parameters": {"type": "object", "properties": {}}}
     history = [
@@ -179,7 +179,7 @@ def test_the_legacy_functions_api_maps_onto_tools_and_back(default_kernel: Start
 
 
 def test_a_user_scope_names_the_agent_instead_of_the_autogen_names(default_kernel: Start):
-    default_kernel([call("get_weather", {"city": "Rome"}), text("Sunny.")])
+    default_kernel([tool_call("get_weather", {"city": "Rome"}), text("Sunny.")])
     assistant, user, seen = weather_pair()
 
     with sdk.agent("travel-app"):
@@ -191,7 +191,7 @@ def test_a_user_scope_names_the_agent_instead_of_the_autogen_names(default_kerne
 
 
 def test_a_function_that_raises_is_a_failed_syscall_and_ag2_still_gets_the_error(default_kernel: Start):
-    default_kernel([call("get_weather", {"city": "Atlantis"}), text("Sorry.")])
+    default_kernel([tool_call("get_weather", {"city": "Atlantis"}), text("Sorry.")])
 
     def get_weather(city: Annotated[str, "the city"]) -> str:
         raise ValueError(f"no such city: {city}")
@@ -207,7 +207,7 @@ def test_a_function_that_raises_is_a_failed_syscall_and_ag2_still_gets_the_error
 
 
 async def test_an_async_chat_runs_async_tools_on_the_callers_loop(default_kernel: Start):
-    default_kernel([call("get_weather", {"city": "Oslo"}), text("Cold.")])
+    default_kernel([tool_call("get_weather", {"city": "Oslo"}), text("Cold.")])
     loops: list[asyncio.AbstractEventLoop] = []
 
     async def get_weather(city: Annotated[str, "the city"]) -> str:

@@ -8,10 +8,9 @@ import pytest
 
 import aios
 from aios import sdk
+from aios.backends.scripted import Answer, ScriptedBackend
 from aios.config import KernelConfig
 from aios.kernel import Kernel
-from aios.types import LLMResult
-from tests.adapters.langchain.scripted import ScriptedBackend
 
 
 @pytest.fixture
@@ -26,8 +25,8 @@ def default_scripted() -> Iterator[Callable[..., ScriptedBackend]]:
     """``default_scripted(*results)``: the process-default kernel answers from a script."""
     backends: list[ScriptedBackend] = []
 
-    def start(*script: LLMResult) -> ScriptedBackend:
-        backend = ScriptedBackend(script)
+    def start(*script: Answer) -> ScriptedBackend:
+        backend = ScriptedBackend(*script)
         sdk.start_default_kernel(
             KernelConfig(backends=[]), backends={"scripted": backend}, entry_points=False
         )
@@ -37,7 +36,7 @@ def default_scripted() -> Iterator[Callable[..., ScriptedBackend]]:
     yield start
     sdk.stop_default_kernel()
     for backend in backends:
-        backend.verify()
+        backend.check()
 
 
 @pytest.fixture
@@ -45,12 +44,12 @@ def local_scripted() -> Iterator[Callable[..., tuple[Kernel, ScriptedBackend]]]:
     """``local_scripted(*results)``: a kernel to enter with ``async with`` in the test's loop."""
     backends: list[ScriptedBackend] = []
 
-    def make(*script: LLMResult) -> tuple[Kernel, ScriptedBackend]:
-        backend = ScriptedBackend(script)
+    def make(*script: Answer) -> tuple[Kernel, ScriptedBackend]:
+        backend = ScriptedBackend(*script)
         backends.append(backend)
         kernel = Kernel(KernelConfig(backends=[]), backends={"scripted": backend}, entry_points=False)
         return kernel, backend
 
     yield make
     for backend in backends:
-        backend.verify()
+        backend.check()

@@ -21,9 +21,9 @@ from langchain_openai import ChatOpenAI
 from pydantic import BaseModel
 
 from aios import sdk
+from aios.backends.scripted import ScriptedBackend, text, tool_call
 from aios.errors import InvalidRequestError
 from aios.kernel import Kernel
-from tests.adapters.langchain.scripted import ScriptedBackend, answer, call
 
 pytestmark = pytest.mark.usefixtures("lc_patched")
 
@@ -63,7 +63,9 @@ def add(chunks: list[AIMessageChunk]) -> AIMessageChunk:
 
 
 def test_bound_tool_call_comes_back_as_tool_calls_with_usage(default_scripted: Scripted):
-    backend = default_scripted(call("multiply", '{"a": 3, "b": 4}', id="call_7", prompt=11, completion=9))
+    backend = default_scripted(
+        tool_call("multiply", '{"a": 3, "b": 4}', call_id="call_7", prompt_tokens=11, completion_tokens=9)
+    )
     llm = make_llm(max_tokens=32, temperature=0)
     msg = llm.bind_tools([multiply], tool_choice="multiply").invoke(
         [SystemMessage("You are a calculator."), HumanMessage("3 times 4?")]
@@ -92,7 +94,7 @@ def test_bound_tool_call_comes_back_as_tool_calls_with_usage(default_scripted: S
 
 
 def test_a_conversation_with_tool_results_reaches_the_kernel_in_openai_shape(default_scripted: Scripted):
-    backend = default_scripted(answer("It is 12."))
+    backend = default_scripted(text("It is 12."))
     history = [
         HumanMessage("3 times 4?"),
         AIMessage("", tool_calls=[{"name": "multiply", "args": {"a": 3, "b": 4}, "id": "call_1"}]),
@@ -124,7 +126,7 @@ def test_a_conversation_with_tool_results_reaches_the_kernel_in_openai_shape(def
 
 
 def test_arguments_that_are_not_json_become_an_invalid_tool_call(default_scripted: Scripted):
-    default_scripted(call("multiply", '{"a": 3, "b":', id="call_bad"))
+    default_scripted(tool_call("multiply", '{"a": 3, "b":', call_id="call_bad"))
     msg = make_llm().bind_tools([multiply], tool_choice="any").invoke("3 times 4?")
     assert msg.tool_calls == []
     [bad] = msg.invalid_tool_calls
@@ -145,7 +147,7 @@ def test_arguments_that_are_not_json_become_an_invalid_tool_call(default_scripte
 def test_tool_choice_spellings_reach_the_kernel_normalized(
     default_scripted: Scripted, choice: Any, expected: Any
 ):
-    backend = default_scripted(call("multiply", '{"a": 1, "b": 2}'))
+    backend = default_scripted(tool_call("multiply", '{"a": 1, "b": 2}'))
     make_llm().invoke("x", tools=[MULTIPLY_SPEC], tool_choice=choice)
     assert backend.requests[0].tool_choice == expected
 
@@ -158,7 +160,7 @@ def test_a_tool_choice_the_kernel_cannot_read_is_a_typed_error_naming_the_field(
 
 
 def test_stream_chunks_add_up_to_what_invoke_returns(default_scripted: Scripted):
-    default_scripted(answer("Twelve is the product."), answer("Twelve is the product."))
+    default_scripted(text("Twelve is the product."), text("Twelve is the product."))
     llm = make_llm()
     whole = llm.invoke("3 times 4?")
     chunks = list(llm.stream("3 times 4?"))
@@ -173,7 +175,7 @@ def test_stream_chunks_add_up_to_what_invoke_returns(default_scripted: Scripted)
 
 
 def test_a_streamed_tool_call_arrives_as_tool_call_chunks(default_scripted: Scripted):
-    default_scripted(call("multiply", '{"a": 6, "b": 7}', id="call_s"))
+    default_scripted(tool_call("multiply", '{"a": 6, "b": 7}', call_id="call_s"))
     chunks = list(make_llm().bind_tools([multiply], tool_choice="multiply").stream("6 times 7?"))
     [with_call] = [c for c in chunks if c.tool_call_chunks]
     assert with_call.tool_call_chunks == [
@@ -193,7 +195,9 @@ def test_a_streamed_tool_call_arrives_as_tool_call_chunks(default_scripted: Scri
 
 
 async def test_astream_with_a_kernel_in_this_loop_yields_pieces_as_generated(local_scripted: LocalScripted):
-    kernel, _ = local_scripted(answer("Hello world, again", segments=["Hel", "lo world,", " again"]))
+    kernel, _ = local_scripted(
+        text("Hello world, again", pieces=["Hel", "lo world,", " again"], prompt_tokens=7)
+    )
     async with kernel:
         chunks = [c async for c in make_llm().astream("hi")]
     assert [c.content for c in chunks] == ["Hel", "lo world,", " again", ""]
@@ -203,13 +207,13 @@ async def test_astream_with_a_kernel_in_this_loop_yields_pieces_as_generated(loc
 
 
 async def test_astream_with_the_default_kernel_replays_the_whole_answer(default_scripted: Scripted):
-    default_scripted(answer("one two"))
+    default_scripted(text("one two"))
     chunks = [c async for c in make_llm().astream("hi")]
     assert [c.content for c in chunks] == ["one", " two", ""]
 
 
 async def test_ainvoke_counts_under_the_agent_of_the_enclosing_scope(local_scripted: LocalScripted):
-    kernel, backend = local_scripted(call("multiply", '{"a": 2, "b": 5}'))
+    kernel, backend = local_scripted(tool_call("multiply", '{"a": 2, "b": 5}'))
     async with kernel:
         with sdk.agent("planner"):
             msg = await make_llm().bind_tools([multiply], tool_choice="multiply").ainvoke("2 times 5?")
@@ -221,7 +225,7 @@ async def test_ainvoke_counts_under_the_agent_of_the_enclosing_scope(local_scrip
 
 
 def test_identity_falls_back_to_the_models_name_then_to_langchain(default_scripted: Scripted):
-    default_scripted(answer("a"), answer("b"))
+    default_scripted(text("a"), text("b"))
     make_llm(name="researcher").invoke("x")
     make_llm().invoke("y")
     agents = sdk.kernel_stats()["agents"]
@@ -239,7 +243,7 @@ def test_streaming_callbacks_see_every_piece_of_an_implicitly_streamed_invoke(de
         def on_llm_new_token(self, token: str, **kwargs: Any) -> None:
             self.tokens.append(token)
 
-    default_scripted(answer("Four score and"))
+    default_scripted(text("Four score and"))
     handler = Tokens()
     msg = make_llm(streaming=True).invoke("x", config={"callbacks": [handler]})
     assert msg.content == "Four score and"
@@ -247,7 +251,7 @@ def test_streaming_callbacks_see_every_piece_of_an_implicitly_streamed_invoke(de
 
 
 def test_langchains_cache_still_answers_a_repeated_call_without_a_syscall(default_scripted: Scripted):
-    default_scripted(answer("cached answer"))
+    default_scripted(text("cached answer"))
     llm = make_llm(cache=InMemoryCache())
     first = llm.invoke("same question")
     second = llm.invoke("same question")
@@ -256,7 +260,7 @@ def test_langchains_cache_still_answers_a_repeated_call_without_a_syscall(defaul
 
 
 def test_batch_makes_one_syscall_per_input(default_scripted: Scripted):
-    default_scripted(answer("same"), answer("same"), answer("same"))
+    default_scripted(text("same"), text("same"), text("same"))
     out = make_llm().batch(["a", "b", "c"])
     assert [m.content for m in out] == ["same"] * 3
     assert sdk.kernel_stats()["agents"]["langchain"]["by_kind"] == {"llm": 3}
@@ -269,7 +273,7 @@ class Product(BaseModel):
 
 
 def test_structured_output_by_json_schema_is_parsed_into_the_schema(default_scripted: Scripted):
-    backend = default_scripted(answer(json.dumps({"value": 12})))
+    backend = default_scripted(text(json.dumps({"value": 12})))
     result = make_llm().with_structured_output(Product).invoke("3 times 4?")
     assert result == Product(value=12)
     fmt = backend.requests[0].response_format
@@ -279,7 +283,7 @@ def test_structured_output_by_json_schema_is_parsed_into_the_schema(default_scri
 
 
 def test_structured_output_by_function_calling_forces_the_schema_tool(default_scripted: Scripted):
-    backend = default_scripted(call("Product", '{"value": 42}'))
+    backend = default_scripted(tool_call("Product", '{"value": 42}'))
     result = make_llm().with_structured_output(Product, method="function_calling").invoke("6 times 7?")
     assert result == Product(value=42)
     assert backend.requests[0].tool_choice == {"type": "function", "function": {"name": "Product"}}

@@ -17,8 +17,8 @@ from langchain_core.messages import ToolMessage
 from langchain_core.tools import Tool, ToolException, tool
 
 from aios import sdk
+from aios.backends.scripted import ScriptedBackend
 from aios.kernel import Kernel
-from tests.adapters.langchain.scripted import ScriptedBackend
 
 pytestmark = pytest.mark.usefixtures("lc_patched")
 

@@ -13,8 +13,9 @@ pytest.importorskip("metagpt", reason="the metagpt adapter tests run in the meta
 from aios import sdk
 from aios.adapters.metagpt.actions import is_adapter_function
 from aios.adapters.registry import patched
+from aios.backends.scripted import ScriptedBackend, text
 from aios.config import KernelConfig
-from tests.adapters.metagpt.scripted import ScriptedBackend, scripted_kernel, text
+from tests.adapters.metagpt.scripted import scripted_kernel
 from tests.adapters.metagpt.support import Action, Message, Role
 
 CODE_REPLY = "```python\ndef add(a, b):\n    return a + b\n```"

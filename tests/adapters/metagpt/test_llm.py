@@ -10,8 +10,9 @@ pytest.importorskip("metagpt", reason="the metagpt adapter tests run in the meta
 
 from aios import sdk
 from aios.adapters.registry import patched
+from aios.backends.scripted import text, tool_call
 from aios.errors import InvalidRequestError
-from tests.adapters.metagpt.scripted import scripted_kernel, text, tool_call
+from tests.adapters.metagpt.scripted import scripted_kernel
 from tests.adapters.metagpt.support import MAX_TOKEN, Context, create_llm_instance
 
 pytestmark = pytest.mark.usefixtures("metagpt_patched")
@@ -51,7 +52,7 @@ async def test_acompletion_returns_a_chat_completion_carrying_the_kernels_usage(
     from openai.types.chat import ChatCompletion
 
     llm = Context().llm()
-    async with scripted_kernel(text("4")) as _:
+    async with scripted_kernel(text("4", completion_tokens=3)) as _:
         rsp = await llm.acompletion([{"role": "user", "content": "2+2?"}])
     assert isinstance(rsp, ChatCompletion)
     assert llm.get_choice_text(rsp) == "4"
@@ -63,7 +64,7 @@ async def test_acompletion_returns_a_chat_completion_carrying_the_kernels_usage(
     )
     assert rsp.usage is not None
     assert (rsp.usage.prompt_tokens, rsp.usage.completion_tokens, rsp.usage.total_tokens) == (11, 3, 14)
-    assert rsp.model == "scripted"
+    assert rsp.model == "scripted-model"
 
 
 async def test_costs_are_recorded_by_metagpts_cost_manager_from_kernel_token_counts() -> None:
@@ -71,7 +72,7 @@ async def test_costs_are_recorded_by_metagpts_cost_manager_from_kernel_token_cou
 
     llm = Context().llm()
     llm.cost_manager = CostManager()
-    async with scripted_kernel(text("a"), text("b")) as _:
+    async with scripted_kernel(text("a", completion_tokens=3), text("b", completion_tokens=3)) as _:
         await llm.aask("one", stream=True)
         await llm.aask("two", stream=False)
     assert (llm.cost_manager.total_prompt_tokens, llm.cost_manager.total_completion_tokens) == (22, 6)

@@ -10,9 +10,8 @@ import pytest
 import aios
 from aios import sdk
 from aios.adapters.open_interpreter.adapter import prepare_offline_env
+from aios.backends.scripted import Answer, ScriptedBackend
 from aios.config import KernelConfig
-from aios.types import LLMResult
-from tests.adapters.open_interpreter.scripted import ScriptedBackend
 from tests.adapters.open_interpreter.support import terminate
 
 # The test modules import Open Interpreter when collected, before anything is patched (as a user's
@@ -35,8 +34,8 @@ def scripted() -> Iterator[Callable[..., ScriptedBackend]]:
     """
     backends: list[ScriptedBackend] = []
 
-    def start(*script: LLMResult, **config: Any) -> ScriptedBackend:
-        backend = ScriptedBackend(script)
+    def start(*script: Answer, **config: Any) -> ScriptedBackend:
+        backend = ScriptedBackend(*script)
         sdk.start_default_kernel(
             KernelConfig(backends=[], **config), backends={"scripted": backend}, entry_points=False
         )
@@ -46,7 +45,7 @@ def scripted() -> Iterator[Callable[..., ScriptedBackend]]:
     yield start
     sdk.stop_default_kernel()
     for backend in backends:
-        backend.verify()
+        backend.check()
 
 
 @pytest.fixture

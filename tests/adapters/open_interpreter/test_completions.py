@@ -19,8 +19,9 @@ from litellm.types.utils import ModelResponseStream
 
 from aios import sdk
 from aios.adapters.open_interpreter.completions import POLICY_ENV, request_kwargs, text_pieces
+from aios.backends.scripted import ScriptedBackend, text
 from aios.errors import ConfigError, InvalidRequestError
-from tests.adapters.open_interpreter.scripted import ScriptedBackend, execute, text
+from tests.adapters.open_interpreter.scripted import execute
 
 pytestmark = pytest.mark.usefixtures("oi_patched")
 
@@ -45,7 +46,7 @@ TOOL_SCHEMA = {
 def test_text_answer_comes_as_litellm_chunks_read_as_dicts_and_attributes(
     scripted: Scripted, make_interpreter: Make
 ) -> None:
-    scripted(text("Hello there"))
+    scripted(text("Hello there", completion_tokens=3, model=""))
     chunks = list(
         make_interpreter().llm.completions(model="gpt-4o-mini", messages=[SYSTEM, USER], stream=True)
     )

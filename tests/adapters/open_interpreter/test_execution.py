@@ -17,9 +17,9 @@ from typing import Any
 import aios
 from aios import sdk
 from aios.adapters.open_interpreter.execution import ToolSpan, tool_name, wrap_terminal_run
+from aios.backends.scripted import ScriptedBackend
 from aios.config import KernelConfig
 from aios.errors import DeadlineExceededError, KernelNotRunningError
-from tests.adapters.open_interpreter.scripted import ScriptedBackend
 
 Scripted = Callable[..., ScriptedBackend]
 Make = Callable[..., Any]
@@ -134,7 +134,7 @@ def test_a_syscall_past_its_deadline_stops_the_running_code_and_raises(scripted:
 
 def test_code_never_starts_when_the_kernel_refuses_the_syscall() -> None:
     kernel_thread = sdk.start_default_kernel(
-        KernelConfig(backends=[]), backends={"scripted": ScriptedBackend(())}, entry_points=False
+        KernelConfig(backends=[]), backends={"scripted": ScriptedBackend()}, entry_points=False
     )
     kernel_thread.stop()  # still the default kernel, but no longer running
     ran: list[str] = []

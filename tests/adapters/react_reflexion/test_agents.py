@@ -8,9 +8,9 @@ from typing import Any
 import pytest
 
 from aios.adapters.react_reflexion import ReActAgent, ReflexionAgent, Trajectory
+from aios.backends.scripted import ScriptedBackend, text, tool_call
 from aios.config import KernelConfig
 from aios.kernel import Kernel
-from tests.scripted import ScriptedBackend, call, text
 
 
 def multiply(a: int, b: int) -> int:
@@ -31,14 +31,14 @@ def kernel_with(backend: Any, tmp_path: Path) -> Kernel:
 async def test_react_thinks_acts_observes_and_finishes(tmp_path: Path):
     backend = ScriptedBackend(
         text("I should multiply."),
-        call("multiply", {"a": 6, "b": 7}),
+        tool_call("multiply", {"a": 6, "b": 7}),
         text("Now I know."),
-        call("finish", {"answer": "42"}),
+        tool_call("finish", {"answer": "42"}),
     )
     async with kernel_with(backend, tmp_path) as k:
         traj = await ReActAgent("mathy", [multiply]).run("What is 6 times 7?")
         stats = k.stats()
-    backend.assert_done()
+    backend.check()
     assert traj.answer == "42" and [s.action for s in traj.steps] == ["multiply", "finish"]
     assert traj.steps[0].observation == "42" and traj.steps[0].thought == "I should multiply."
     action_request = backend.requests[1]
@@ -52,15 +52,15 @@ async def test_react_thinks_acts_observes_and_finishes(tmp_path: Path):
 async def test_model_mistakes_become_observations_not_exceptions(tmp_path: Path):
     backend = ScriptedBackend(
         text("hmm"),
-        call("multiply", {"a": "six", "b": 7}),
+        tool_call("multiply", {"a": "six", "b": 7}),
         text("hmm"),
-        call("divide", {"a": 1}),
+        tool_call("divide", {"a": 1}),
         text("ok"),
-        call("finish", {"answer": "done"}),
+        tool_call("finish", {"answer": "done"}),
     )
     async with kernel_with(backend, tmp_path):
         traj = await ReActAgent("clumsy", [multiply]).run("task")
-    backend.assert_done()
+    backend.check()
     bad_args, unknown, finish = traj.steps
     assert bad_args.error is not None and "a" in bad_args.observation
     assert unknown.error == "UnknownTool" and "multiply" in unknown.observation
@@ -70,12 +70,12 @@ async def test_model_mistakes_become_observations_not_exceptions(tmp_path: Path)
 async def test_reflexion_retries_with_a_reflection_kept_in_memory(tmp_path: Path):
     backend = ScriptedBackend(
         text("guess"),
-        call("finish", {"answer": "41"}),
+        tool_call("finish", {"answer": "41"}),
         text("I answered without computing; I will use multiply."),
         text("compute"),
-        call("multiply", {"a": 6, "b": 7}),
+        tool_call("multiply", {"a": 6, "b": 7}),
         text("done"),
-        call("finish", {"answer": "42"}),
+        tool_call("finish", {"answer": "42"}),
     )
 
     def evaluate(t: Trajectory) -> tuple[bool, str]:
@@ -84,7 +84,7 @@ async def test_reflexion_retries_with_a_reflection_kept_in_memory(tmp_path: Path
     async with kernel_with(backend, tmp_path) as k:
         result = await ReflexionAgent(ReActAgent("learner", [multiply]), evaluate).run("6*7?")
         memories = await k.syscall("learner", "memory", "search", query="multiply")
-    backend.assert_done()
+    backend.check()
     assert result.success and len(result.trials) == 2 and result.answer == "42"
     assert result.reflections == ["I answered without computing; I will use multiply."]
     # The second trial saw the lesson in its system prompt.
