@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from aios.kernel import Kernel, KernelThread
     from aios.sdk import (
         agent,
+        connect,
         current_agent,
         kernel_stats,
         llm_call_tools,
@@ -57,6 +58,7 @@ _LAZY = {
     "QueueFullError": "aios.errors",
     "ToolCall": "aios.types",
     "agent": "aios.sdk",
+    "connect": "aios.sdk",
     "current_agent": "aios.sdk",
     "kernel_stats": "aios.sdk",
     "llm_call_tools": "aios.sdk",
@@ -92,6 +94,7 @@ __all__ = [
     "QueueFullError",
     "ToolCall",
     "agent",
+    "connect",
     "current_agent",
     "kernel_stats",
     "llm_call_tools",

@@ -1,4 +1,4 @@
-"""The ``aios`` command: ``aios demo`` (more subcommands arrive with the server and harness)."""
+"""The ``aios`` command: ``aios demo`` and ``aios serve`` (more subcommands arrive with the harness)."""
 
 from __future__ import annotations
 
@@ -29,6 +29,23 @@ def _demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _serve(args: argparse.Namespace) -> int:
+    from aios.config import load_config
+    from aios.server.runner import serve
+    from aios.server.settings import load_server_config
+
+    overrides = {
+        "host": args.host,
+        "port": args.port,
+        "tokens_file": args.tokens_file,
+        "log_level": args.log_level,
+        "drain_seconds": args.drain_seconds,
+        "metrics_public": True if args.metrics_public else None,
+    }
+    server_config = load_server_config(args.config, overrides=overrides)
+    return serve(load_config(args.config), server_config)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``aios`` command."""
     parser = argparse.ArgumentParser(prog="aios", description="AIOS: an LLM agent operating system")
@@ -46,6 +63,22 @@ def main(argv: list[str] | None = None) -> int:
     demo.add_argument("--config", default=None, help="a TOML config file")
     demo.add_argument("--json", action="store_true", help="print the totals as JSON")
     demo.set_defaults(func=_demo)
+    srv = sub.add_parser(
+        "serve",
+        help="serve the kernel over HTTP: OpenAI-compatible chat, syscalls, metrics (needs the serve extra)",
+        description="Config: the [kernel] and [server] tables of --config (or AIOS_CONFIG), then "
+        "AIOS_* / AIOS_SERVER_* variables, then these flags. Binds 127.0.0.1 unless told otherwise.",
+    )
+    srv.add_argument("--config", default=None, help="a TOML file with [kernel] and [server] tables")
+    srv.add_argument("--host", default=None, help="address to bind (default 127.0.0.1)")
+    srv.add_argument("--port", type=int, default=None, help="port (default 8000; 0 picks a free one)")
+    srv.add_argument("--tokens-file", default=None, help="a TOML file with a [tokens] table")
+    srv.add_argument("--log-level", default=None, choices=["critical", "error", "warning", "info", "debug"])
+    srv.add_argument(
+        "--drain-seconds", type=float, default=None, help="grace for in-flight calls at shutdown"
+    )
+    srv.add_argument("--metrics-public", action="store_true", help="serve /metrics without a token")
+    srv.set_defaults(func=_serve)
     args = parser.parse_args(argv)
     try:
         return int(args.func(args))

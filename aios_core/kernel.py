@@ -403,6 +403,8 @@ class KernelThread:
         except BaseException:
             self.loop.call_soon_threadsafe(self.loop.stop)
             self._thread.join(timeout=5)
+            if not self._thread.is_alive():
+                self.loop.close()
             raise
         return self
 

@@ -6,6 +6,7 @@ bounded ring (``keep`` most recent) so a long-running kernel does not grow witho
 
 from __future__ import annotations
 
+import bisect
 from collections import Counter, deque
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -49,6 +50,40 @@ class AgentMetrics:
         return d
 
 
+#: Upper bounds (seconds) of the latency histograms: 5 ms to 10 min, roughly x2.5 apart.
+LATENCY_BUCKETS: tuple[float, ...] = (
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0,
+)  # fmt: skip
+
+
+@dataclass(slots=True)
+class Histogram:
+    """Counts of observations per bucket (non-cumulative; ``counts[-1]`` is above the last bound)."""
+
+    bounds: tuple[float, ...] = LATENCY_BUCKETS
+    counts: list[int] = field(default_factory=list)
+    sum: float = 0.0
+    count: int = 0
+
+    def __post_init__(self) -> None:
+        if not self.counts:
+            self.counts = [0] * (len(self.bounds) + 1)
+
+    def observe(self, value: float) -> None:
+        """Add one observation (a bound is inclusive, as in Prometheus' ``le``)."""
+        self.counts[bisect.bisect_left(self.bounds, value)] += 1
+        self.sum += value
+        self.count += 1
+
+    def cumulative(self) -> list[tuple[float, int]]:
+        """``(upper bound, observations <= bound)`` pairs, ending with ``(inf, count)``."""
+        out, total = [], 0
+        for bound, n in zip((*self.bounds, float("inf")), self.counts, strict=True):
+            total += n
+            out.append((bound, total))
+        return out
+
+
 def percentile(values: list[float], q: float) -> float:
     """The q-th percentile (0..100) by nearest rank; 0.0 for no values."""
     if not values:
@@ -68,6 +103,9 @@ class MetricsCollector:
         self.routes: Counter[tuple[str, str]] = Counter()
         self.preemptions = 0
         self.finished = 0
+        #: Per syscall kind: waiting and turnaround histograms over the kernel's whole life.
+        self.waiting: dict[str, Histogram] = {}
+        self.turnaround: dict[str, Histogram] = {}
 
     def record(self, sc: Syscall) -> SyscallStats:
         """Fold a finished syscall into the aggregates."""
@@ -96,6 +134,8 @@ class MetricsCollector:
         m.waiting_total += st.waiting
         m.turnaround_total += st.turnaround
         m.turnaround_max = max(m.turnaround_max, st.turnaround)
+        self.waiting.setdefault(st.kind, Histogram()).observe(st.waiting)
+        self.turnaround.setdefault(st.kind, Histogram()).observe(st.turnaround)
         return st
 
     def route(self, model: str | None, core: str) -> None:

@@ -59,6 +59,10 @@ class Services:
 
     def __init__(self, config: KernelConfig, *, plugins: pluggy.PluginManager | None = None):
         data_dir = Path(config.data_dir) if config.data_dir else default_data_dir()
+        try:
+            data_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise ConfigError(f"cannot create data_dir {data_dir}: {exc}", field="data_dir") from None
         self.storage_path = data_dir / "storage.sqlite"
         self.access = AccessManager(
             groups=config.groups,

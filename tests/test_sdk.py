@@ -112,9 +112,10 @@ async def test_streaming_through_the_default_kernel_thread(default_kernel: Kerne
 
 
 def test_sync_streaming_yields_pieces_and_closing_early_cancels(default_kernel: KernelThread):
-    pieces = list(sdk.llm_stream_sync(user("x"), max_tokens=5, agent="sync-streamer"))
-    assert "".join(pieces) == "t0 t1 t2 t3 t4"
-    it = sdk.llm_stream_sync(user("x"), max_tokens=100_000, agent="quitter")
+    stream = sdk.llm_stream_sync(user("x"), max_tokens=5, agent="sync-streamer")
+    pieces = list(stream)
+    assert stream.result is not None and "".join(pieces) == stream.result.text == "t0 t1 t2 t3 t4"
+    it = iter(sdk.llm_stream_sync(user("x"), max_tokens=100_000, agent="quitter"))
     assert next(it) == "t0 "
     it.close()
     deadline = time.monotonic() + 10

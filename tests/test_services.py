@@ -155,3 +155,25 @@ async def test_agents_on_the_real_model_use_memory_storage_and_a_tool(tmp_path: 
         kinds = stats[f"clerk-{i}"]["by_kind"]
         assert kinds["llm"] >= 1 and kinds["tool"] == 1 and kinds["storage"] >= 2 and kinds["memory"] >= 2
         assert stored[i] and hits[i][0].entry.agent == f"clerk-{i}"
+
+
+async def test_stopping_the_kernel_ends_running_tool_syscalls_with_a_clear_error(tmp_path: Path):
+    from aios.errors import CancelledError
+
+    async def forever() -> str:
+        """Runs until cancelled."""
+        await asyncio.sleep(3600)
+        return "never"
+
+    kernel = Kernel(
+        KernelConfig(backends=[], data_dir=str(tmp_path / "fresh" / "dir")),
+        backends={"sim": SimBackend()},
+        entry_points=False,
+    )
+    await kernel.start()
+    kernel.services.tools.register(Tool.from_function(forever, timeout=3600))
+    call = asyncio.ensure_future(kernel.syscall("a", "tool", "call", name="forever"))
+    await asyncio.sleep(0.05)
+    await kernel.stop()
+    with pytest.raises(CancelledError, match="shutting down"):
+        await asyncio.wait_for(call, 5)

@@ -87,6 +87,8 @@ class Dispatcher:
         self._wake_task: asyncio.Task[None] | None = None
         self._closed = False
         self._services: dict[str, asyncio.Semaphore] = {}
+        #: Tasks running non-LLM syscalls, so shutdown can cancel them too.
+        self._service_tasks: dict[asyncio.Task[Any], Syscall] = {}
 
     # -- submission -------------------------------------------------------------------------
 
@@ -329,6 +331,9 @@ class Dispatcher:
             sc.history.append((Status.CREATED, now))
         transition(sc, Status.QUEUED, now)
         timeout = None if sc.deadline is None else max(0.0, sc.deadline - now)
+        task = asyncio.current_task()
+        if task is not None:
+            self._service_tasks[task] = sc
         try:
             async with asyncio.timeout(timeout):
                 async with sem:
@@ -337,7 +342,11 @@ class Dispatcher:
         except TimeoutError:
             self._finish_service(sc, error=DeadlineExceededError("the syscall's deadline passed"))
         except asyncio.CancelledError:
-            self._finish_service(sc, error=CancelledError("cancelled by the caller"))
+            why = "the kernel is shutting down" if self._closed else "cancelled by the caller"
+            self._finish_service(sc, error=CancelledError(why))
+            if self._closed and task is not None and task.cancelling() <= 1:
+                task.uncancel()  # our own shutdown cancel: the caller gets the typed error instead
+                return await sc.future
             raise
         except AIOSError as exc:
             self._finish_service(sc, error=exc)
@@ -347,6 +356,9 @@ class Dispatcher:
             )
         else:
             self._finish_service(sc, result=result)
+        finally:
+            if task is not None:
+                self._service_tasks.pop(task, None)
         return await sc.future
 
     def _finish_service(self, sc: Syscall, *, result: Any = None, error: AIOSError | None = None) -> None:
@@ -364,6 +376,8 @@ class Dispatcher:
             self.cancel(sc, CancelledError(stop.message))
         for sc in list(self._tasks):
             self.cancel(sc, CancelledError(stop.message))
+        for task in list(self._service_tasks):
+            task.cancel()
         if self._wake_task is not None:
             self._wake_task.cancel()
         tasks = [t for t in self._tasks.values() if not t.done()]
