@@ -26,7 +26,13 @@ def _sim(**options: Any) -> Any:
     return SimBackend(**options)
 
 
+def _chaos(**options: Any) -> Any:
+    from aios.chaos.backend import ChaosBackend
+
+    return ChaosBackend.from_options(**options)
+
+
 @hookimpl
 def aios_backends() -> dict[str, Callable[..., Any]]:
-    """``llamacpp`` (embedded, the offline default), ``openai`` (any compatible server), ``sim``."""
-    return {"llamacpp": _llamacpp, "openai": _openai, "sim": _sim}
+    """``llamacpp`` (embedded, the default), ``openai`` (any compatible server), ``sim``, ``chaos``."""
+    return {"llamacpp": _llamacpp, "openai": _openai, "sim": _sim, "chaos": _chaos}
