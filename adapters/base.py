@@ -90,10 +90,13 @@ class Patcher:
 
     def patch(self, name: str) -> Callable[[], None]:
         """Patch ``name`` (or add a reference if already patched); returns the undo."""
+        if not isinstance(name, str):
+            raise UnknownAdapterError(f"an adapter name is a string, got {name!r}", field="adapter")
         with self._lock:
-            state = self._state.setdefault(name, _State())
-            if state.refs == 0:
-                state.installed = self._install(self._lookup(name))
+            state = self._state.get(name)
+            if state is None:
+                # Recorded only once installed: a failed patch leaves no trace.
+                state = self._state[name] = _State(installed=self._install(self._lookup(name)))
             state.refs += 1
         done = False
 
@@ -149,7 +152,15 @@ class Patcher:
         installed: list[_Installed] = []
         try:
             for target in adapter.targets():
-                owner, attr = resolve(target.path)
+                try:
+                    owner, attr = resolve(target.path)
+                except (ImportError, AttributeError, ValueError, TypeError) as exc:
+                    # ValueError/TypeError: import_module's answer to empty or relative names.
+                    raise ConfigError(
+                        f"adapter {adapter.name!r}: patch target {target.path!r} does not resolve "
+                        f"(a framework version this adapter does not support?): {exc}",
+                        field="targets",
+                    ) from exc
                 own = vars(owner).get(attr, _MISSING) if hasattr(owner, "__dict__") else _MISSING
                 current = getattr(owner, attr) if own is _MISSING else own
                 replacement = target.wrap(current)

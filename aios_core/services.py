@@ -118,7 +118,11 @@ class Services:
             return a.allowed(agent, owner, kind, op, target=target)
 
         async def audit(agent: str, *, limit: int = 100) -> Any:
-            return [r for r in a.audit_log(limit=None) if agent in (r.actor, r.owner)][-limit:]
+            if not isinstance(limit, int) or isinstance(limit, bool) or limit < 0:
+                raise InvalidRequestError(f"limit must be an integer >= 0, got {limit!r:.50}", field="limit")
+            records = [r for r in a.audit_log(limit=None) if agent in (r.actor, r.owner)]
+            # Not records[-limit:]: that returns everything for 0 and drops the oldest for -1.
+            return records[max(0, len(records) - limit) :]
 
         async def memory_stats(agent: str, *, owner: str | None = None) -> Any:
             self.access.check(agent, owner or agent, "memory", "read")
@@ -174,6 +178,10 @@ class Services:
 
     def resolve(self, kind: str, op: str, args: dict[str, Any]) -> tuple[Op, dict[str, Any]]:
         """The table entry for ``(kind, op)`` with ``args`` checked against its signature."""
+        # Checked before the table lookup: an unhashable kind or op would raise a raw TypeError.
+        for name, value in (("kind", kind), ("op", op)):
+            if not isinstance(value, str):
+                raise InvalidRequestError(f"{name} must be a string, got {type(value).__name__}", field=name)
         entry = self.table.get((kind, op))
         if entry is None:
             known = sorted(f"{k}.{o}" for k, o in self.table)

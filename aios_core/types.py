@@ -106,6 +106,11 @@ class LLMRequest:
     def validate(self) -> LLMRequest:
         """Check every field; raise ``InvalidRequestError`` naming the first bad one."""
         validate_messages(self.messages)
+        # The model name picks a core from the routing table, so it must be a hashable name.
+        if self.model is not None and not isinstance(self.model, str):
+            raise InvalidRequestError(
+                f"model must be a string or None, got {type(self.model).__name__}", field="model"
+            )
         if not isinstance(self.max_tokens, int) or isinstance(self.max_tokens, bool):
             raise InvalidRequestError("max_tokens must be an integer", field="max_tokens")
         if self.max_tokens <= 0:

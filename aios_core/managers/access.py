@@ -406,7 +406,13 @@ def _destructive(op: str) -> str:
 def _grantable(ops: Iterable[str]) -> frozenset[str]:
     if isinstance(ops, str):
         ops = (ops,)
-    op_set = frozenset(ops)
+    # ops comes from callers (syscall arguments): anything but an iterable of strings is refused.
+    items = list(ops) if isinstance(ops, Iterable) and not isinstance(ops, bytes | Mapping) else None
+    if items is None or not all(isinstance(op, str) for op in items):
+        raise InvalidRequestError(
+            f"ops must be a non-empty list of {sorted(GRANTABLE_OPS)}, not {ops!r}", field="ops"
+        )
+    op_set = frozenset(items)
     if not op_set or not op_set <= GRANTABLE_OPS:
         raise InvalidRequestError(
             f"ops must be a non-empty subset of {sorted(GRANTABLE_OPS)}, not {sorted(op_set)}", field="ops"

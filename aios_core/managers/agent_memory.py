@@ -80,6 +80,8 @@ class AgentMemory:
         self.text_tokens = 0
         self.evictions = 0
         self.page_ins = 0
+        # Whether the entries a previous kernel left in the store have been registered.
+        self.recovered = False
         self.lock = asyncio.Lock()
 
     def __contains__(self, entry_id: object) -> bool:
@@ -149,6 +151,15 @@ class AgentMemory:
         rec = self.drop(entry_id)
         self.evicted[entry_id] = EvictedEntry(created=rec.created, vector=rec.vector)
         self.evictions += 1
+
+    def restore_evicted(self, entry_id: str, text: str, created: float, history: list[float]) -> None:
+        """Register an entry found in the store (left by a previous kernel) as evicted."""
+        self.evicted[entry_id] = EvictedEntry(created=created, vector=None)
+        self.in_store.add(entry_id)
+        self.index.add(entry_id, text)
+        for t in sorted(history or [created]):
+            self.tracker.record(entry_id, t)
+        self.tracker.set_evictable(entry_id, False)
 
     def unevict(self, entry_id: str, stub: EvictedEntry) -> None:
         """Undo a page-in: back to the evicted state ``stub`` described."""

@@ -27,13 +27,14 @@ import builtins
 import inspect
 import json
 import logging
+import math
 import time
 import uuid
 from array import array
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import Any, Literal, Protocol, runtime_checkable
+from typing import Any, Literal, Protocol, TypeGuard, runtime_checkable
 
 from aios.errors import (
     AccessDeniedError,
@@ -145,9 +146,17 @@ def _positive_number(value: object) -> bool:
     return not isinstance(value, bool) and isinstance(value, int | float) and value > 0
 
 
+def _finite(value: object) -> TypeGuard[float]:
+    return not isinstance(value, bool) and isinstance(value, int | float) and math.isfinite(value)
+
+
 def _require_text(value: object, name: str) -> str:
     if not isinstance(value, str) or not value.strip():
         raise InvalidRequestError(f"{name} must be a non-empty string", field=name)
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as e:
+        raise InvalidRequestError(f"{name} is not valid Unicode (a lone surrogate?): {e}", field=name) from e
     return value
 
 
@@ -395,7 +404,39 @@ class MemoryManager:
         if mem is None:
             mem = self._agents[agent] = AgentMemory(self.k, self.unit)
         async with mem.lock:
+            if not mem.recovered:
+                await self._recover(agent, mem)
             yield mem
+
+    async def _recover(self, agent: str, mem: AgentMemory) -> None:
+        """Register the entries a previous kernel evicted to the store, so get/search find them.
+
+        Each entry is registered whole or not at all; if listing or a read fails, the next
+        operation tries again (skipping what is registered already). A corrupt copy is skipped.
+        """
+        try:
+            keys = await self._store.list(agent, actor=agent, prefix=STORE_PREFIX)
+        except AIOSError:
+            raise
+        except Exception as e:
+            raise KernelInternalError(
+                f"memory store failed to list {STORE_PREFIX}: {e!r}", agent=agent
+            ) from e
+        for key in keys:
+            entry_id = key[len(STORE_PREFIX) :]
+            if not key.startswith(STORE_PREFIX) or not entry_id or entry_id in mem:
+                continue
+            try:
+                data = await self._load(agent, mem, entry_id)
+            except KernelInternalError as e:
+                _log.warning("memory: skipping stored entry %s/%s: %s", agent, entry_id, e)
+                continue
+            created, history = data.get("created"), data.get("history")
+            when = float(created) if _finite(created) else self._clock()
+            if not isinstance(history, list) or not all(_finite(t) for t in history):
+                history = []
+            mem.restore_evicted(entry_id, data["text"], when, [float(t) for t in history])
+        mem.recovered = True
 
     async def _authorize(self, actor: str, owner: str, op: MemoryOp) -> None:
         _require_text(actor, "actor")
@@ -433,6 +474,8 @@ class MemoryManager:
 
     @staticmethod
     def _known(mem: AgentMemory, agent: str, entry_id: str) -> None:
+        if not isinstance(entry_id, str):
+            raise InvalidRequestError(f"entry_id must be a string, got {entry_id!r}", field="entry_id")
         if entry_id not in mem:
             raise MemoryEntryNotFoundError(f"no memory entry {entry_id!r}", field="entry_id", agent=agent)
 

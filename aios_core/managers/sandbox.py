@@ -15,6 +15,8 @@ How each limit is made to hold:
   the Linux kernel kills every process in the namespace, so background and ``setsid`` grandchildren
   die with the program. Without ``unshare`` the process group is killed and, as root, every
   process of the run's uid is swept from ``/proc``; network is then *not* isolated.
+- Files the run's uid left in the world-writable ``/tmp``, ``/var/tmp`` and ``/dev/shm`` are
+  deleted after the run (a bounded walk that never follows symlinks), so nothing outlives it there.
 - As a non-root kernel nothing can drop privileges: rlimits still hold (``RLIMIT_NPROC`` is set
   to the user's current task count plus ``max_processes``), but file-system protection is only
   what the user's own permissions give. ``SandboxResult.uid`` is None then.
@@ -49,6 +51,11 @@ from aios.errors import ConfigError, InvalidRequestError
 #: Per-run uids are drawn from here (above the ranges distributions and container runtimes use).
 UID_BASE = 1_900_000_000
 UID_SPAN = 100_000_000
+#: World-writable directories a program can leave files in; the run's uid is swept from them.
+SHARED_WRITABLE = ("/tmp", "/var/tmp", "/dev/shm")
+#: Bounds on that sweep (entries looked at per directory tree, depth) so that it always ends.
+_SWEEP_MAX_ENTRIES = 100_000
+_SWEEP_MAX_DEPTH = 16
 
 _BOOTSTRAP = r"""
 import json, os, resource, signal, sys
@@ -503,6 +510,38 @@ def _cleanup(base: Path, uid: int | None, workdir: Path, owners: dict[str, tuple
                 with contextlib.suppress(OSError):
                     os.chown(name, owner[0], owner[1], follow_symlinks=False)
     shutil.rmtree(base, ignore_errors=True)
+    if uid is not None:
+        # After the chown-back above, so that a caller's workdir under /tmp keeps its files.
+        for top in SHARED_WRITABLE:
+            _sweep_uid(top, uid, budget=[_SWEEP_MAX_ENTRIES])
+
+
+def _sweep_uid(directory: str, uid: int, *, budget: list[int], depth: int = 0) -> None:
+    """Delete what ``uid`` owns under ``directory``, never following a symlink.
+
+    The run's processes are dead by now, so nothing it owns changes under us. Only directories
+    that others may write into are entered: the uid cannot have created anything elsewhere,
+    except inside its own directories, which are removed whole.
+    """
+    try:
+        entries = list(os.scandir(directory))
+    except OSError:
+        return
+    for entry in entries:
+        budget[0] -= 1
+        if budget[0] < 0:
+            return
+        try:
+            st = entry.stat(follow_symlinks=False)
+            if st.st_uid == uid:
+                if stat.S_ISDIR(st.st_mode):
+                    shutil.rmtree(entry.path)  # lstat-based: links inside are removed, not followed
+                else:
+                    os.unlink(entry.path)
+            elif stat.S_ISDIR(st.st_mode) and st.st_mode & stat.S_IWOTH and depth < _SWEEP_MAX_DEPTH:
+                _sweep_uid(entry.path, uid, budget=budget, depth=depth + 1)
+        except OSError:
+            continue
 
 
 def _check_limits(

@@ -314,5 +314,6 @@ class StorageManager:
     def _check_version(version: object) -> None:
         if version is None:
             return
-        if isinstance(version, bool) or not isinstance(version, int) or version < 1:
-            raise InvalidRequestError("version must be a positive integer", field="version")
+        # SQLite integers are signed 64-bit: a larger version can never exist (and overflows).
+        if isinstance(version, bool) or not isinstance(version, int) or not 1 <= version < 2**63:
+            raise InvalidRequestError("version must be a positive 64-bit integer", field="version")

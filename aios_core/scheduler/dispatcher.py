@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import logging
 import math
+from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -36,6 +38,11 @@ from aios.metrics import MetricsCollector
 from aios.scheduler.policies import HeapPolicy
 from aios.scheduler.quota import QuotaBook
 from aios.syscalls import Status, Syscall, transition
+
+_log = logging.getLogger(__name__)
+
+#: Consecutive failed pumps (the policy raising) retried before the waiting calls are failed.
+_PUMP_RETRIES = 3
 
 
 @dataclass(slots=True, eq=False)
@@ -89,6 +96,10 @@ class Dispatcher:
         self._services: dict[str, asyncio.Semaphore] = {}
         #: Tasks running non-LLM syscalls, so shutdown can cancel them too.
         self._service_tasks: dict[asyncio.Task[Any], Syscall] = {}
+        #: Exceptions raised by the kernel's own components (policy, context, metrics), by site.
+        self.component_faults: Counter[str] = Counter()
+        self._pump_failures = 0
+        self._pump_retry: asyncio.Handle | None = None
 
     # -- submission -------------------------------------------------------------------------
 
@@ -106,7 +117,14 @@ class Dispatcher:
         now = self.clock.now()
         if not sc.history:
             sc.history.append((Status.CREATED, now))
-        self._enqueue(sc, now)
+        try:
+            self._enqueue(sc, now)
+        except Exception as exc:  # a policy bug: the caller gets a typed error, nothing is left queued
+            err = exc if isinstance(exc, AIOSError) else self._fault("policy.push", exc)
+            self._finish(sc, None, error=err)
+            if err is exc:
+                raise
+            raise err from exc
         if sc.deadline is not None:
             loop = asyncio.get_running_loop()
             self._timers[sc] = loop.call_later(max(0.0, sc.deadline - now), self._expire, sc)
@@ -114,9 +132,10 @@ class Dispatcher:
 
     def _enqueue(self, sc: Syscall, now: float) -> None:
         transition(sc, Status.QUEUED, now)
+        # Count the waiter only once the policy holds it, so a failed push leaves no phantom.
+        self.policy.push(sc)
         for name in sc.candidates:
             self.cores[name].waiting += 1
-        self.policy.push(sc)
 
     def _unwait(self, sc: Syscall) -> None:
         for name in sc.candidates:
@@ -124,41 +143,80 @@ class Dispatcher:
 
     # -- the pump ---------------------------------------------------------------------------
 
-    def _pump(self) -> None:
-        """Fill every free core slot with the policy's next eligible syscall."""
+    def _fault(self, site: str, exc: Exception) -> KernelInternalError:
+        """Count and log a kernel component's exception; the typed error to give a caller."""
+        self.component_faults[site] += 1
+        _log.warning("%s raised %s: %s", site, type(exc).__name__, exc)
+        return KernelInternalError(f"{site} raised {type(exc).__name__}: {exc}")
+
+    def _pump(self, *, strict: bool = False) -> None:
+        """Fill every free core slot; a policy failure is retried (or raised when ``strict``)."""
         if self._pumping or self._closed:
             return
         self._pumping = True
         try:
-            while len(self.policy):
-                free = {c.name for c in self.cores.values() if len(c.running) < c.capacity}
-                if not free:
-                    break
-                now = self.clock.now()
-                wake = math.inf
-
-                def eligible(sc: Syscall, free: set[str] = free, now: float = now) -> bool:
-                    nonlocal wake
-                    if free.isdisjoint(sc.candidates):
-                        return False
-                    if self.quotas is not None:
-                        t = self.quotas.eligible_at(sc.agent, now)
-                        if t > now:
-                            wake = min(wake, t)
-                            return False
-                    return True
-
-                sc = self.policy.pop(eligible)
-                if sc is None:
-                    if wake < math.inf:
-                        self._schedule_wake(wake)
-                    break
-                self._unwait(sc)
-                self._start(sc, self._choose_core(sc, free), now)
+            self._fill()
+            self._pump_failures = 0
+        except Exception as exc:
+            if strict:
+                raise
+            self._pump_failed(exc)
         finally:
             self._pumping = False
         for core in self.cores.values():
             assert len(core.running) <= core.capacity, f"core {core.name} over capacity"
+
+    def _pump_failed(self, exc: Exception) -> None:
+        # Runs with _pumping still set, so the _finish calls below do not re-enter the policy.
+        err = self._fault("pump", exc)
+        self._pump_failures += 1
+        if self._pump_failures <= _PUMP_RETRIES:
+            # The calls stay queued: try again once the loop has run, rather than fail them now.
+            if self._pump_retry is None:
+                self._pump_retry = asyncio.get_running_loop().call_soon(self._retry_pump)
+            return
+        # A policy that keeps raising would otherwise strand every waiting call until its deadline.
+        self._pump_failures = 0
+        try:
+            stranded = self.policy.waiting()
+        except Exception as inner:
+            self._fault("policy.waiting", inner)
+            return
+        for sc in stranded:
+            self.cancel(sc, KernelInternalError(f"the scheduling policy keeps failing: {err.message}"))
+
+    def _retry_pump(self) -> None:
+        self._pump_retry = None
+        self._pump()
+
+    def _fill(self) -> None:
+        while len(self.policy):
+            free = {c.name for c in self.cores.values() if len(c.running) < c.capacity}
+            if not free:
+                break
+            now = self.clock.now()
+            wake = math.inf
+
+            def eligible(sc: Syscall, free: set[str] = free, now: float = now) -> bool:
+                nonlocal wake
+                if free.isdisjoint(sc.candidates):
+                    return False
+                if self.quotas is not None:
+                    t = self.quotas.eligible_at(sc.agent, now)
+                    if t > now:
+                        wake = min(wake, t)
+                        return False
+                return True
+
+            sc = self.policy.pop(eligible)
+            if sc is None:
+                if wake < math.inf:
+                    self._schedule_wake(wake)
+                break
+            self._unwait(sc)
+            if sc.status.final:
+                continue  # ended while queued and the policy could not let go of it: skip it
+            self._start(sc, self._choose_core(sc, free), now)
 
     def _choose_core(self, sc: Syscall, free: set[str]) -> Core:
         preferred = self._affinity.get(sc.agent)
@@ -181,12 +239,13 @@ class Dispatcher:
         self._pump()
 
     def _start(self, sc: Syscall, core: Core, now: float) -> None:
+        # The transition goes first: it refuses a syscall that is not queued before it takes a slot.
+        transition(sc, Status.RUNNING, now)
         core.running.add(sc)
         core.served += 1
         core.max_running = max(core.max_running, len(core.running))
         sc.core = core.name
         self._affinity[sc.agent] = core.name
-        transition(sc, Status.RUNNING, now)
         task = asyncio.get_running_loop().create_task(self._run(sc, core))
         self._tasks[sc] = task
         task.add_done_callback(lambda t: self._task_done(sc, core, t))
@@ -267,7 +326,8 @@ class Dispatcher:
         self._tasks.pop(sc, None)
         transition(sc, Status.PREEMPTED, now)
         self._enqueue(sc, now)
-        self._pump()
+        # Strict: a policy failure here is this call's (like a failed save); _run fails it.
+        self._pump(strict=True)
 
     def _finish(
         self, sc: Syscall, core: Core | None, *, result: Any = None, error: AIOSError | None = None
@@ -275,23 +335,40 @@ class Dispatcher:
         """The one exit: resolve the future, release the slot, record metrics, refill the core."""
         if sc.status.final:
             return
-        if core is not None:
-            core.running.discard(sc)
-        self._tasks.pop(sc, None)
-        timer = self._timers.pop(sc, None)
-        if timer is not None:
-            timer.cancel()
-        self.context.drop(sc.id)
-        now = self.clock.now()
-        if error is None:
-            transition(sc, Status.DONE, now, result=result)
-        else:
-            error.syscall_id = error.syscall_id or sc.id
-            error.agent = error.agent or sc.agent
-            to = Status.CANCELLED if isinstance(error, CancelledError) else Status.FAILED
-            transition(sc, to, now, error=error)
-        self.metrics.record(sc)
-        self._pump()
+        # A broken policy, context or metrics component must neither keep the future open nor
+        # stall the calls behind this one: each is guarded, and the pump always runs.
+        try:
+            if core is not None:
+                core.running.discard(sc)
+            self._tasks.pop(sc, None)
+            timer = self._timers.pop(sc, None)
+            if timer is not None:
+                timer.cancel()
+            if sc.status is Status.QUEUED:
+                try:
+                    if self.policy.remove(sc):
+                        self._unwait(sc)
+                except Exception as exc:
+                    self._fault("policy.remove", exc)  # the pump skips it when it comes out
+            try:
+                self.context.drop(sc.id)
+            except Exception as exc:
+                fault = self._fault("context.drop", exc)
+                error = error or fault
+            now = self.clock.now()
+            if error is None:
+                transition(sc, Status.DONE, now, result=result)
+            else:
+                error.syscall_id = error.syscall_id or sc.id
+                error.agent = error.agent or sc.agent
+                to = Status.CANCELLED if isinstance(error, CancelledError) else Status.FAILED
+                transition(sc, to, now, error=error)
+            try:
+                self.metrics.record(sc)
+            except Exception as exc:
+                self._fault("metrics.record", exc)
+        finally:
+            self._pump()
 
     # -- cancellation and deadlines ---------------------------------------------------------
 

@@ -11,6 +11,7 @@ import pytest
 
 import aios
 from aios.adapters.base import Adapter, FrameworkNotInstalledError, Patcher, PatchTarget, UnknownAdapterError
+from aios.errors import ConfigError
 
 
 @pytest.fixture
@@ -93,9 +94,12 @@ def test_a_failing_target_leaves_nothing_patched(framework: Any):
             return [*super().targets(), PatchTarget("fakefw.Base.missing", lambda o: o)]
 
     original = vars(framework.Base)["chat"]
-    with pytest.raises(AttributeError, match="missing"):
-        make_patcher(Broken()).patch("fake")
+    patcher = make_patcher(Broken())
+    with pytest.raises(ConfigError, match=r"fakefw\.Base\.missing") as info:
+        patcher.patch("fake")
+    assert info.value.field == "targets"
     assert vars(framework.Base)["chat"] is original
+    assert patcher.active() == [] and patcher.refs("fake") == 0
 
 
 def test_an_absent_framework_is_a_clear_error():

@@ -2,8 +2,8 @@
 
 ``aios.patch(name)`` with any name that no adapter registered is an ``UnknownAdapterError``, and a
 patch that fails half way leaves the framework exactly as it was. A patch target that does not
-resolve (a framework version that renamed something) escapes today as a raw ImportError or
-AttributeError: pinned by a strict xfail (fix in its reason).
+resolve (a framework version that renamed something) is a ``ConfigError(field="targets")`` naming
+the path.
 """
 
 from __future__ import annotations
@@ -120,23 +120,12 @@ def test_a_wrapper_that_raises_leaves_the_framework_untouched(fakefw: types.Modu
     "path",
     ["fakefw_rel.Client.nope", "fakefw_rel.Nope.chat", "nomodule_rel.x.y", "fakefw_rel", "fakefw_rel..chat"],
 )
-@pytest.mark.xfail(
-    strict=True,
-    reason="Patcher._install lets resolve()'s ImportError/AttributeError escape raw; a framework "
-    "version that renamed a patched attribute should get ConfigError(field='targets') naming the "
-    "path (adapters/base.py _install: wrap resolve(target.path))",
-)
 def test_a_patch_target_that_does_not_resolve_is_a_config_error(fakefw: types.ModuleType, path: str) -> None:
     patcher = Patcher(lambda name: Adapter([PatchTarget(path, wrapper)]))
     with pytest.raises(AIOSError):
         patcher.patch("fake")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="aios.patch([...]) raises a raw TypeError (unhashable name used as a dict key in "
-    "Patcher.patch) (adapters/base.py patch: check that name is a str, UnknownAdapterError)",
-)
 def test_a_non_string_adapter_name_is_an_unknown_adapter_error() -> None:
     with pytest.raises(UnknownAdapterError):
         aios.patch(["autogen"])  # type: ignore[arg-type]

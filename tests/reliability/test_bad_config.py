@@ -1,9 +1,8 @@
 """Bad configuration: random tables and random TOML files get a ``ConfigError`` or a working kernel.
 
 A configuration that is accepted must give a kernel that starts and serves a call; one that is
-refused must be refused with a ``ConfigError`` (an ``AIOSError``) naming the setting. Values that
-today escape as raw Python exceptions are kept out of the random tables and pinned by strict
-xfails below (the fix is in their reason).
+refused must be refused with a ``ConfigError`` (an ``AIOSError``) naming the setting. The
+targeted tests below pin the cases that once escaped as raw Python exceptions.
 """
 
 from __future__ import annotations
@@ -225,13 +224,6 @@ def test_any_config_file_is_refused_with_a_config_error_or_serves(
         pytest.param({"default_timeout": math.nan}, id="default-timeout-nan"),
     ],
 )
-@pytest.mark.xfail(
-    strict=True,
-    reason="KernelConfig.validate does not check the types of routes/quotas/groups/members/"
-    "default_core/scheduler/data_dir nor an upper bound on metrics_keep: raw AttributeError/"
-    "TypeError/OverflowError at validate() or Kernel(); and it accepts default_timeout=nan "
-    "('nan <= 0' is False) (config.py validate/_positive_or_none: type-check each, require finite)",
-)
 def test_settings_of_the_wrong_type_are_config_errors(tmp_path: Path, table: dict[str, Any]) -> None:
     table = {"backends": [{"kind": "sim"}], "audit_file": False, "data_dir": str(tmp_path), **table}
     try:
@@ -243,12 +235,6 @@ def test_settings_of_the_wrong_type_are_config_errors(tmp_path: Path, table: dic
     pytest.fail("accepted a setting of the wrong type")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="SimBackend checks 'capacity < 1', which NaN passes: the kernel accepts the core, and "
-    "the first LLM call hits the dispatcher's capacity assert (len(running) <= nan is False) and "
-    "gets a raw AssertionError (sim.py __init__: require an int >= 1)",
-)
 def test_a_nan_capacity_is_refused(tmp_path: Path) -> None:
     cfg = config_from_mapping(
         {"backends": [{"kind": "sim", "capacity": math.nan}], "data_dir": str(tmp_path)}
@@ -268,12 +254,6 @@ def test_a_nan_capacity_is_refused(tmp_path: Path) -> None:
             b"", {"AIOS_BASE_URL": "http://127.0.0.1:9/v1", "AIOS_CAPACITY": "lots"}, id="capacity-not-int"
         ),
     ],
-)
-@pytest.mark.xfail(
-    strict=True,
-    reason="load_config lets UnicodeDecodeError, IsADirectoryError/PermissionError (OSError), "
-    "TypeError (a 'kernel' key that is not a table) and ValueError (AIOS_CAPACITY) escape raw "
-    "(config.py load_config: catch them and raise ConfigError naming AIOS_CONFIG / AIOS_CAPACITY)",
 )
 def test_unreadable_config_files_and_bad_environment_are_config_errors(
     tmp_path: Path, content: bytes | None, env: dict[str, str]

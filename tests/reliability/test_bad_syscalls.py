@@ -2,9 +2,9 @@
 
 One kernel (in a ``KernelThread``, so hypothesis drives it synchronously) takes arbitrary JSON
 arguments for every memory, storage, tool and access operation, arbitrary LLM requests and
-arbitrary tool arguments. After every example a good call must still succeed. Inputs that today
-escape as a raw Python exception, or come back as ``KernelInternalError`` although the mistake is
-the caller's, are pinned by strict xfails below (fixes in their reasons).
+arbitrary tool arguments. After every example a good call must still succeed, and a caller's
+mistake is an ``InvalidRequestError`` naming the field, never a raw Python exception or a
+``KernelInternalError`` (the targeted tests below pin the cases that once were).
 """
 
 from __future__ import annotations
@@ -178,13 +178,6 @@ def test_any_llm_request_gets_an_answer_or_a_typed_error(kt: KernelThread, **fie
         ),
     ],
 )
-@pytest.mark.xfail(
-    strict=True,
-    reason="raw TypeError at the kernel API: Kernel._deadline compares an unchecked timeout; "
-    "Services.resolve hashes kind/op unchecked; Kernel does not check that agent is a non-empty str "
-    "(MetricsCollector.record then hashes it after the future resolved); LLMRequest.validate does "
-    "not check model (Kernel.resolve hashes it). Fix: validate each with InvalidRequestError(field=...)",
-)
 def test_malformed_call_shapes_are_typed_errors(kt: KernelThread, call: Callable[[Kernel], Any]) -> None:
     assert_typed(run(kt, call))
     assert_still_serving(kt)
@@ -212,13 +205,6 @@ def test_malformed_call_shapes_are_typed_errors(kt: KernelThread, call: Callable
             id="share-ops-int",
         ),
     ],
-)
-@pytest.mark.xfail(
-    strict=True,
-    reason="the caller's mistake comes back as KernelInternalError ('a bug inside the kernel') with "
-    "no field: StorageManager._check_version has no upper bound (SQLite OverflowError), "
-    "MemoryManager._require_text does not refuse lone surrogates, _known hashes entry_id unchecked, "
-    "services.audit/revoke and StorageManager.share do not check limit/ops. Fix: InvalidRequestError(field)",
 )
 def test_caller_mistakes_are_invalid_requests_naming_the_field(
     kt: KernelThread, kind: str, op: str, args: dict[str, Any], field: str

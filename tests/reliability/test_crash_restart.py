@@ -51,25 +51,12 @@ def test_memory_entries_evicted_before_the_kill_are_in_storage_with_their_exact_
     assert report.memory_in_storage + report.memory_not_in_storage == report.memory_acked
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="after a restart the memory manager does not know the entries it had evicted: they are "
-    "in storage under memory/<id> but memory.get/search cannot find them (MemoryEntryNotFoundError). "
-    "Fix (managers/memory.py _locked): when an agent's AgentMemory is first created, list "
-    "store keys 'memory/' for that agent and register each as an evicted stub (created time, "
-    "metadata, keyword-index terms from the stored text)",
-)
 def test_memory_entries_evicted_before_the_kill_are_retrievable_by_id_after_restart(
     report: CrashReport,
 ) -> None:
     assert report.memory_evicted_retrievable == report.memory_in_storage
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="same as above, in process: a new kernel on the same data directory cannot get or "
-    "search the entries the previous one evicted to storage (managers/memory.py)",
-)
 async def test_a_restarted_kernel_can_get_and_search_memory_its_predecessor_evicted(tmp_path: Path) -> None:
     def kernel() -> Kernel:
         cfg = KernelConfig(backends=[], data_dir=str(tmp_path), audit_file=False, memory_budget_bytes=1024)

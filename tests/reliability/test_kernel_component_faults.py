@@ -1,9 +1,9 @@
 """Exceptions inside the kernel's own components: a policy, the context manager, metrics, storage.
 
 The components go in through the kernel's seams (``Kernel(policy=...)``, ``aios.chaos.install``).
-Where the dispatcher already contains a component's failure (the failing call gets a typed error,
-everyone else is served), the test says so. Where it does not, the test is a strict xfail that
-shows the bug; the fix it needs is in its ``reason`` and in the issue note.
+The dispatcher must contain every component's failure: the failing call gets a typed error and
+everyone else is served. The tests under "once not contained" pinned bugs as strict xfails until they
+were fixed; they now assert the contained behaviour.
 """
 
 from __future__ import annotations
@@ -169,15 +169,9 @@ def test_unknown_fault_sites_are_config_errors() -> None:
         ChaosPolicy(make_policy("fifo"), PLAN, sites={"nowhere"})
 
 
-# --- not contained today: strict xfails that show the bugs ---------------------------------------------
+# --- once not contained (pinned by strict xfails until fixed): each failure stays with its call ---------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="dispatcher._finish cancels the deadline timer, then context.drop raises before the "
-    "transition: the caller's future is never resolved and the task's done-callback ignores it "
-    "(dispatcher.py _finish: resolve the future first, guard context.drop/metrics.record)",
-)
 async def test_a_context_drop_failure_still_resolves_the_callers_future(tmp_path: Path) -> None:
     # A context manager broken for this call: drop fails each time it is asked (a one-off failure
     # is absorbed, because _run's error path calls _finish a second time).
@@ -187,11 +181,6 @@ async def test_a_context_drop_failure_still_resolves_the_callers_future(tmp_path
         assert await settle([victim], within=3) == ["KernelInternalError"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="after a context.drop failure in _finish the pump is skipped: calls waiting for the free "
-    "core sit until their own deadlines (dispatcher.py _finish: call _pump in a finally)",
-)
 async def test_a_context_drop_failure_does_not_stall_the_calls_waiting_behind_it(tmp_path: Path) -> None:
     kernel = make_kernel(tmp_path, context_sites={"drop"}, slice_tokens=100, persistent=True)
     async with kernel:
@@ -201,11 +190,6 @@ async def test_a_context_drop_failure_does_not_stall_the_calls_waiting_behind_it
         assert await settle([victim], within=0.1) == ["KernelInternalError"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a metrics.record failure in _finish escapes run_service: the caller of a service syscall "
-    "gets the raw exception, not an AIOSError (dispatcher.py _finish: guard metrics.record)",
-)
 async def test_a_metrics_failure_is_not_a_raw_exception_for_the_caller(tmp_path: Path) -> None:
     class FailingOnce(MetricsCollector):
         armed = True
@@ -229,13 +213,6 @@ async def test_a_metrics_failure_is_not_a_raw_exception_for_the_caller(tmp_path:
             assert isinstance(exc, AIOSError), f"raw {type(exc).__name__}: {exc}"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="when the pump raises inside _preempt (policy.pop), _run fails the call but leaves it in "
-    "the policy; the next pump pops the FAILED call, adds it to core.running, then the illegal "
-    "FAILED->RUNNING transition raises: the slot is held forever and the core serves nobody "
-    "(dispatcher.py _run except-branch/_finish: remove a QUEUED call from the policy and unwait it)",
-)
 async def test_a_policy_pop_failure_does_not_wedge_the_core(tmp_path: Path) -> None:
     # Pops are numbered: exactly the 3rd one fails (inside the second preemption's pump).
     third_pop = FaultPlan(seed=0, rates={Fault.CRASH: 1.0}, scope="pop-2/")
@@ -247,12 +224,6 @@ async def test_a_policy_pop_failure_does_not_wedge_the_core(tmp_path: Path) -> N
         assert outcomes.count(answer(6)) == 3
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a policy.push failure in Dispatcher.submit escapes as the raw exception (not an "
-    "AIOSError) and leaves core.waiting incremented forever, so every later slice is cut as if "
-    "contended (dispatcher.py _enqueue: push before counting; submit: fail the syscall typed)",
-)
 async def test_a_policy_push_failure_is_a_typed_error_and_leaves_no_phantom_waiter(tmp_path: Path) -> None:
     kernel = make_kernel(tmp_path, policy_sites={"push"})
     async with kernel:
@@ -268,12 +239,6 @@ async def test_a_policy_push_failure_is_a_typed_error_and_leaves_no_phantom_wait
             assert not kernel.dispatcher.cores["sim"].contended(), "a phantom waiter is left on the core"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a policy.pop failure during the pump that submit runs escapes from submit as a raw "
-    "exception although the call was queued: it runs later, orphaned, while its caller was told it "
-    "failed (dispatcher.py _pump: catch a policy failure, log it and schedule a retry of the pump)",
-)
 async def test_a_policy_pop_failure_during_submit_does_not_orphan_the_call(tmp_path: Path) -> None:
     second_pop = FaultPlan(seed=0, rates={Fault.CRASH: 1.0}, scope="pop-1/")
     kernel = make_kernel(tmp_path, policy_sites={"pop"}, capacity=4, slice_tokens=100, plan=second_pop)
@@ -289,17 +254,12 @@ async def test_a_policy_pop_failure_during_submit_does_not_orphan_the_call(tmp_p
         assert await settle([first, second], within=3) == [answer(6)] * 2
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="SimBackend._spend never yields when token_time is 0, so one long generation blocks the "
-    "event loop: its deadline cannot fire and every other agent stalls (sim.py _spend: "
-    "'await asyncio.sleep(0)' when seconds == 0)",
-)
 async def test_a_long_zero_latency_sim_generation_still_meets_its_deadline() -> None:
     async with Kernel(
         KernelConfig(backends=[]), backends={"s": SimBackend(name="s")}, entry_points=False
     ) as k:
         start = time.monotonic()
         with pytest.raises(DeadlineExceededError):
-            await k.llm("a", ask("long", 60_000), timeout=0.2)
+            # Long enough to outlast the deadline; the sim must yield for the timer to fire.
+            await k.llm("a", ask("long", 5_000_000), timeout=0.2)
         assert time.monotonic() - start < 1.2

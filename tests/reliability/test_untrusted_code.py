@@ -183,13 +183,6 @@ async def test_writes_to_system_and_project_files_are_refused(kernel: Kernel, tm
 
 
 @pytest.mark.skipif(not ROOT, reason="needs root: the sandbox runs as a throwaway uid only then")
-@pytest.mark.xfail(
-    strict=True,
-    reason="the sandbox has no mount namespace: a program can write into the world-writable "
-    "/tmp, /var/tmp and /dev/shm, and the files outlive the run (a cross-run channel, and disk or "
-    "RAM filled by runs that are long gone). Fix (managers/sandbox.py): 'unshare --mount' with a "
-    "private tmpfs on those paths, or at least in _cleanup delete what the run's uid owns there",
-)
 async def test_a_program_leaves_nothing_in_world_writable_directories(kernel: Kernel) -> None:
     targets = [
         f"/tmp/aios_rel_probe_{os.getpid()}",
