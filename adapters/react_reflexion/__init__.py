@@ -1,6 +1,8 @@
 """Native agents on the SDK: ReAct and Reflexion (the AIOS paper's two)."""
 
 from aios.adapters.react_reflexion.agents import (
+    AgentRuntime,
+    KernelRuntime,
     ReActAgent,
     ReflexionAgent,
     ReflexionResult,
@@ -8,4 +10,12 @@ from aios.adapters.react_reflexion.agents import (
     Trajectory,
 )
 
-__all__ = ["ReActAgent", "ReflexionAgent", "ReflexionResult", "Step", "Trajectory"]
+__all__ = [
+    "AgentRuntime",
+    "KernelRuntime",
+    "ReActAgent",
+    "ReflexionAgent",
+    "ReflexionResult",
+    "Step",
+    "Trajectory",
+]

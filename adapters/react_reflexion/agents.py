@@ -11,6 +11,11 @@ a timeout).
 Reflexion (Shinn et al. 2023) wraps ReAct in trials: after a failed trial (judged by the
 caller's evaluator) the model writes a one-sentence reflection, which is kept in the agent's
 kernel memory and given to the next trial.
+
+Every LLM call, tool call and memory write goes through one ``AgentRuntime``: by default
+``KernelRuntime`` (the kernel SDK: syscalls under the agent's name). A benchmark hands in another
+runtime (one that calls the backend directly) to measure the same agent without the kernel, so
+"with vs without" differs in that one object only.
 """
 
 from __future__ import annotations
@@ -18,12 +23,15 @@ from __future__ import annotations
 import json
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from aios import sdk
 from aios.errors import InvalidRequestError
-from aios.managers.tools import Tool
-from aios.types import Message
+from aios.managers.tools import Tool, ToolResult
+from aios.types import LLMResult, Message
+
+if TYPE_CHECKING:
+    from aios.kernel import Kernel
 
 REACT_SYSTEM = (
     "You solve tasks step by step. At each step, think briefly, then call exactly one tool. "
@@ -73,8 +81,53 @@ def _as_tool(t: Tool | Callable[..., Any]) -> Tool:
     return t if isinstance(t, Tool) else Tool.from_function(t)
 
 
+class AgentRuntime(Protocol):
+    """Where an agent's LLM calls, tool calls and memories go (the kernel, or a backend directly)."""
+
+    async def llm_chat(self, messages: list[Message], *, agent: str, **params: Any) -> LLMResult:
+        """One chat completion for ``agent`` (``params`` as in ``aios.sdk.llm_chat``)."""
+        ...
+
+    async def run_tool(self, tool: Tool, arguments: dict[str, Any], *, agent: str) -> ToolResult:
+        """Run ``tool`` on arguments already validated against its schema."""
+        ...
+
+    async def remember(self, text: str, *, agent: str, metadata: dict[str, Any]) -> None:
+        """Keep ``text`` in the agent's memory."""
+        ...
+
+
+class KernelRuntime:
+    """The default runtime: every call is a kernel syscall under the agent's name (via the SDK)."""
+
+    def __init__(self, kernel: Kernel | None = None):
+        self.kernel = kernel
+
+    async def llm_chat(self, messages: list[Message], *, agent: str, **params: Any) -> LLMResult:
+        """An LLM syscall."""
+        return await sdk.llm_chat(messages, agent=agent, kernel=self.kernel, **params)
+
+    async def run_tool(self, tool: Tool, arguments: dict[str, Any], *, agent: str) -> ToolResult:
+        """A tool syscall (recorded, limited, with a deadline) running ``tool.call``."""
+        result: ToolResult = await sdk.tool_syscall(
+            tool.name, tool.call, arguments, agent=agent, kernel=self.kernel
+        )
+        return result
+
+    async def remember(self, text: str, *, agent: str, metadata: dict[str, Any]) -> None:
+        """A memory syscall."""
+        await sdk.syscall("memory", "add", agent=agent, kernel=self.kernel, text=text, metadata=metadata)
+
+
 class ReActAgent:
-    """A ReAct agent whose LLM and tool calls are kernel syscalls under its own name."""
+    """A ReAct agent whose LLM and tool calls are kernel syscalls under its own name.
+
+    ``runtime`` replaces the kernel (see ``AgentRuntime``). ``finish`` replaces the answer tool
+    (it must take ``answer``): an environment that checks answers makes it fail on a wrong one,
+    and the failure is the step's observation, so the loop goes on. ``done`` lets an environment
+    end the episode (a turn budget spent) after any step. With ``answer_on_last_step`` the last
+    step's action is forced to be ``finish``, so a run that uses up its steps still answers.
+    """
 
     def __init__(
         self,
@@ -86,17 +139,28 @@ class ReActAgent:
         thought_tokens: int = 48,
         action_tokens: int = 128,
         system: str = REACT_SYSTEM,
+        temperature: float = 0.0,
+        runtime: AgentRuntime | None = None,
+        finish: Tool | None = None,
+        done: Callable[[], bool] | None = None,
+        answer_on_last_step: bool = False,
     ):
         self.name = name
         self.tools = {t.name: t for t in map(_as_tool, tools)}
         if "finish" in self.tools:
             raise ValueError("'finish' is reserved for the final answer")
-        self.tools["finish"] = FINISH
+        if finish is not None and "answer" not in finish.parameters.get("properties", {}):
+            raise ValueError("a custom finish tool must take an 'answer' argument")
+        self.tools["finish"] = FINISH if finish is None else finish
         self.model = model
         self.max_steps = max_steps
         self.thought_tokens = thought_tokens
         self.action_tokens = action_tokens
         self.system = system
+        self.temperature = temperature
+        self.runtime: AgentRuntime = runtime if runtime is not None else KernelRuntime()
+        self.done = done
+        self.answer_on_last_step = answer_on_last_step
 
     def _specs(self) -> list[dict[str, Any]]:
         return [t.spec() for t in self.tools.values()]
@@ -105,25 +169,33 @@ class ReActAgent:
         """Run the loop, yielding each step as it completes (the caller may stop early)."""
         system = self.system + "".join(f"\n{c}" for c in context)
         messages: list[Message] = [{"role": "system", "content": system}, {"role": "user", "content": task}]
+        chat = self.runtime.llm_chat
         with sdk.agent(self.name):
             for i in range(self.max_steps):
-                thought = await sdk.llm_chat(
+                thought = await chat(
                     [*messages, {"role": "user", "content": "Thought (one sentence):"}],
+                    agent=self.name,
                     model=self.model,
                     max_tokens=self.thought_tokens,
                     stop=["\n\n"],
+                    temperature=self.temperature,
                 )
                 messages.append({"role": "assistant", "content": thought.text.strip() or "(thinking)"})
-                action = await sdk.llm_chat(
+                last = self.answer_on_last_step and i == self.max_steps - 1
+                action = await chat(
                     messages,
+                    agent=self.name,
                     model=self.model,
                     tools=self._specs(),
-                    tool_choice="required",
+                    tool_choice={"type": "function", "function": {"name": "finish"}} if last else "required",
                     max_tokens=self.action_tokens,
+                    temperature=self.temperature,
                 )
                 step = await self._act(i, thought.text.strip(), action.tool_calls, messages)
                 yield step
                 if step.action == "finish" and step.error is None:
+                    return
+                if self.done is not None and self.done():
                     return
 
     async def _act(self, i: int, thought: str, calls: Sequence[Any], messages: list[Message]) -> Step:
@@ -145,7 +217,7 @@ class ReActAgent:
             except InvalidRequestError as exc:
                 observation, error = exc.message, "BadArguments"
             else:
-                result = await sdk.tool_syscall(call.name, tool.call, args, agent=self.name)
+                result = await self.runtime.run_tool(tool, args, agent=self.name)
                 observation = result.content()
                 error = None if result.ok else (result.error.type if result.error else "ToolError")
         messages.append({"role": "tool", "tool_call_id": call.id, "content": observation})
@@ -194,7 +266,7 @@ class ReflexionAgent:
         trials: list[Trajectory] = []
         reflections: list[str] = []
         name = self.react.name
-        for _ in range(self.max_trials):
+        for trial in range(self.max_trials):
             context = [f"Lesson from an earlier attempt: {r}" for r in reflections]
             traj = await self.react.run(task, context=context)
             trials.append(traj)
@@ -202,10 +274,12 @@ class ReflexionAgent:
             ok, feedback = verdict if isinstance(verdict, tuple) else await verdict
             if ok:
                 return ReflexionResult(trials, reflections, True)
+            if trial == self.max_trials - 1 or (self.react.done is not None and self.react.done()):
+                break  # no trial is left to learn from a reflection
             reflection = await self._reflect(traj, feedback)
             reflections.append(reflection)
-            await sdk.syscall(
-                "memory", "add", agent=name, text=reflection, metadata={"task": task, "kind": "reflection"}
+            await self.react.runtime.remember(
+                reflection, agent=name, metadata={"task": task, "kind": "reflection"}
             )
         return ReflexionResult(trials, reflections, False)
 
@@ -218,7 +292,10 @@ class ReflexionAgent:
             f"Feedback: {feedback}\nIn one sentence, what went wrong and what will you do differently?"
         )
         with sdk.agent(self.react.name):
-            r = await sdk.llm_chat(
-                [{"role": "user", "content": prompt}], model=self.react.model, max_tokens=self.reflect_tokens
+            r = await self.react.runtime.llm_chat(
+                [{"role": "user", "content": prompt}],
+                agent=self.react.name,
+                model=self.react.model,
+                max_tokens=self.reflect_tokens,
             )
         return r.text.strip() or feedback
