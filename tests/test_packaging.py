@@ -6,7 +6,11 @@ import tomllib
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-FOLDERS = {"aios": ROOT / "aios_core", "aios.adapters": ROOT / "adapters", "aios.benchmarks": ROOT / "benchmarks"}
+FOLDERS = {
+    "aios": ROOT / "aios_core",
+    "aios.adapters": ROOT / "adapters",
+    "aios.benchmarks": ROOT / "benchmarks",
+}
 
 
 def test_every_package_folder_is_listed_in_pyproject():
