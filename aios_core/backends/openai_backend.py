@@ -67,7 +67,7 @@ from aios.errors import (
     RateLimitedError,
     StreamInterruptedError,
 )
-from aios.types import FinishReason, LLMRequest, LLMResult, Message, ToolCall, Usage
+from aios.types import FinishReason, LLMRequest, LLMResult, Message, ToolCall, Usage, message_text
 
 Continuation = Literal["vllm", "prefix"]
 
@@ -118,6 +118,8 @@ class _Slice:
     prompt_tokens: int | None = None
     completion_tokens: int | None = None
     cut: bool = False
+    #: ``prompt_tokens`` is our estimate (the slice was cut before the server reported usage).
+    prompt_estimated: bool = False
 
     @property
     def text(self) -> str:
@@ -269,6 +271,12 @@ class OpenAIBackend:
 
         body = self._body(request, resume=resume, max_tokens=remaining, priority=priority)
         part = await self._run_slice(client, body, control, on_delta, budget=remaining)
+        if part.cut and part.prompt_tokens is None:
+            part.prompt_estimated = True
+            # Servers report usage only in the last chunk, which a cut slice never gets. Charging
+            # 0 for the prompt would make long, often-cut generations look cheap to the `fair`
+            # policy (and to quotas), although every resume re-evaluates that prompt.
+            part.prompt_tokens = estimate_prompt_tokens(body["messages"])
 
         usage = _add_slice_usage(resume, part)
         text = (resume.text if resume is not None else "") + part.text
@@ -281,6 +289,11 @@ class OpenAIBackend:
                 usage=usage,
                 segments=segments,
                 backend=self.name,
+                # Whether the original prompt's count is still our estimate (see _add_slice_usage).
+                data={
+                    "prompt_estimated": part.prompt_estimated
+                    and (resume is None or _estimated(resume) or resume.usage.prompt_tokens == 0)
+                },
             )
             return Preempted(snap)
         calls = part.finished_tool_calls()
@@ -453,13 +466,22 @@ def _read_chunk(chunk: Any) -> _ChunkView:
         raise _StreamBrokenError(f"malformed stream chunk: {exc}") from exc
 
 
+def estimate_prompt_tokens(messages: list[Message]) -> int:
+    """A rough token count of a prompt (4 characters a token, plus each message's framing)."""
+    return sum(len(message_text(m)) // 4 + 4 for m in messages)
+
+
+def _estimated(snap: Snapshot) -> bool:
+    return isinstance(snap.data, dict) and bool(snap.data.get("prompt_estimated"))
+
+
 def _add_slice_usage(resume: Snapshot | None, part: _Slice) -> Usage:
     """Sum usage over slices: a resumed slice's prompt was evaluated again, so it is recomputed."""
     if resume is None:
         return Usage(prompt_tokens=part.prompt_tokens or 0, completion_tokens=part.tokens)
     prev = resume.usage
     prompt = prev.prompt_tokens
-    if prompt == 0 and part.prompt_tokens:
+    if (prompt == 0 or _estimated(resume)) and part.prompt_tokens and not part.prompt_estimated:
         # The first slice was cut before the server reported its prompt: estimate the original
         # prompt as this slice's prompt minus the partial answer sent back with it (an
         # over-estimate by the turn framing where the server closes the partial turn).

@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import importlib
+import importlib.metadata
 import importlib.util
 import math
 import os
@@ -76,7 +77,7 @@ class LiteLLMDriver:
         litellm = _import_litellm()
         litellm.telemetry = False
         litellm.suppress_debug_info = True
-        self.version = str(getattr(litellm, "version", ""))
+        self.version = importlib.metadata.version("litellm")
         self._router = litellm.Router(
             model_list=[
                 {
