@@ -15,6 +15,7 @@ the end (context manager), so a benchmark never leaves a server running.
 
 from __future__ import annotations
 
+import abc
 import contextlib
 import fcntl
 import importlib.util
@@ -289,7 +290,38 @@ def stop_process(proc: subprocess.Popen[bytes], *, grace: float = 10.0) -> None:
             proc.wait(grace)
 
 
-class LlamaServer:
+class ChildServer(abc.ABC):
+    """A server in a child process with a log file: ``stop`` and the ``with`` protocol, once.
+
+    Subclasses set ``_proc``/``_log`` in their ``start`` (which returns ``self``).
+    """
+
+    #: Seconds between SIGTERM and SIGKILL when stopping.
+    stop_grace: float = 10.0
+    _proc: subprocess.Popen[bytes] | None = None
+    _log: IO[bytes] | None = None
+
+    @abc.abstractmethod
+    def start(self) -> Any:
+        """Start the child and wait until it serves."""
+
+    def stop(self) -> None:
+        """Kill the server (if running) and close its log."""
+        proc, self._proc = self._proc, None
+        if proc is not None:
+            stop_process(proc, grace=self.stop_grace)
+        log, self._log = self._log, None
+        if log is not None:
+            log.close()
+
+    def __enter__(self) -> Any:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+class LlamaServer(ChildServer):
     """One ``llama-server`` process on 127.0.0.1: ``with LlamaServer(...) as srv: srv.base_url``."""
 
     def __init__(
@@ -319,8 +351,6 @@ class LlamaServer:
         self.startup_timeout = startup_timeout
         self.extra_args = extra_args
         self.port = 0
-        self._proc: subprocess.Popen[bytes] | None = None
-        self._log: IO[bytes] | None = None
 
     @property
     def base_url(self) -> str:
@@ -369,21 +399,6 @@ class LlamaServer:
             self.stop()
             raise
         return self
-
-    def stop(self) -> None:
-        """Kill the server (if running) and close its log."""
-        proc, self._proc = self._proc, None
-        if proc is not None:
-            stop_process(proc)
-        log, self._log = self._log, None
-        if log is not None:
-            log.close()
-
-    def __enter__(self) -> LlamaServer:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
-from aios.benchmarks.efficiency.llama_server import free_port, stop_process, wait_healthy
+from aios.benchmarks.efficiency.llama_server import ChildServer, free_port, wait_healthy
 from aios.errors import ConfigError
 
 STUB_MODEL = "stub-latency-model"
@@ -217,7 +217,7 @@ async def serve(port: int, latency: StubLatency, *, host: str = "127.0.0.1") -> 
         await server.serve_forever()
 
 
-class StubServer:
+class StubServer(ChildServer):
     """The stub in a child process on a free loopback port: ``with StubServer(lat) as s: s.base_url``."""
 
     def __init__(
@@ -233,8 +233,7 @@ class StubServer:
         self.startup_timeout = startup_timeout
         self.log_path = log_path
         self.port = 0
-        self._proc: subprocess.Popen[bytes] | None = None
-        self._log: IO[bytes] | None = None
+        self.stop_grace = 5.0
 
     @property
     def base_url(self) -> str:
@@ -273,21 +272,6 @@ class StubServer:
             self.stop()
             raise
         return self
-
-    def stop(self) -> None:
-        """Stop the child process."""
-        proc, self._proc = self._proc, None
-        if proc is not None:
-            stop_process(proc, grace=5.0)
-        log, self._log = self._log, None
-        if log is not None:
-            log.close()
-
-    def __enter__(self) -> StubServer:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
 
 def main(argv: list[str] | None = None) -> int:
