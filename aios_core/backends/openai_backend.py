@@ -58,6 +58,7 @@ import httpx
 import openai
 
 from aios.backends.base import Capabilities, Completed, Outcome, Preempted, SliceControl, Snapshot
+from aios.backends.openai_stream import ChunkView, StreamBrokenError, read_chunk, sse_chunks
 from aios.errors import (
     AIOSError,
     BackendError,
@@ -83,27 +84,11 @@ _RESERVED_KEYS = frozenset(("model", "messages", "stream", "max_tokens", "priori
 _FINISH_REASONS: Mapping[str, FinishReason] = {"stop": "stop", "length": "length", "tool_calls": "tool_calls"}
 
 
-class _StreamBrokenError(Exception):
-    """A stream carried a chunk of the wrong shape, or ended without a finish_reason."""
-
-
 @dataclass(slots=True)
 class _ToolCallParts:
     id: str = ""
     name: str = ""
     arguments: list[str] = field(default_factory=list)
-
-
-@dataclass(slots=True, frozen=True)
-class _ChunkView:
-    """The parts of one streamed chunk this backend uses."""
-
-    content: str
-    #: (index, id, name, arguments piece) per tool-call delta.
-    tool_calls: tuple[tuple[int, str | None, str | None, str | None], ...]
-    finish_reason: str | None
-    prompt_tokens: int | None
-    completion_tokens: int | None
 
 
 @dataclass(slots=True)
@@ -131,7 +116,7 @@ class _Slice:
         """Completion tokens of this slice: the server's count if it sent one, else chunks."""
         return self.completion_tokens if self.completion_tokens is not None else self.chunks
 
-    def absorb(self, view: _ChunkView) -> bool:
+    def absorb(self, view: ChunkView) -> bool:
         """Take in one chunk; True if it carried output (content or a tool-call delta)."""
         if view.prompt_tokens is not None:
             self.prompt_tokens = view.prompt_tokens
@@ -380,7 +365,7 @@ class OpenAIBackend:
             try:
                 await self._stream(client, body, part, control, on_delta, budget=budget)
                 return part
-            except (openai.APIError, httpx.HTTPError, json.JSONDecodeError, _StreamBrokenError) as exc:
+            except (openai.APIError, httpx.HTTPError, json.JSONDecodeError, StreamBrokenError) as exc:
                 err = _translate(exc, backend=self.name, streamed=part.chunks > 0)
                 if not err.retryable or part.chunks > 0 or attempt >= self.max_retries:
                     raise err from exc
@@ -405,14 +390,12 @@ class OpenAIBackend:
         budget: int,
     ) -> None:
         """One request: stream into ``part`` until the response ends or the slice is over."""
-        extra = {k: v for k, v in body.items() if k != "messages"}
-        messages = cast(Any, body["messages"])
-        stream = await client.chat.completions.create(
-            model=self.model, messages=messages, stream=True, extra_body=extra
-        )
-        async with stream:
-            async for chunk in stream:
-                view = _read_chunk(chunk)
+        # The whole body goes in extra_body (merged last, verbatim): the SDK's recursive transform
+        # of typed params walks every message and cost as much CPU as the rest of the call.
+        create = client.chat.completions.with_streaming_response.create
+        async with create(model=self.model, messages=[], stream=True, extra_body=body) as response:
+            async for chunk in sse_chunks(response.iter_lines()):
+                view = read_chunk(chunk)
                 if not part.absorb(view):
                     continue
                 if view.content and on_delta is not None:
@@ -424,46 +407,7 @@ class OpenAIBackend:
                     part.cut = True
                     return  # leaving ``async with`` closes the response: the server stops
         if part.finish_reason is None:
-            raise _StreamBrokenError("stream ended without a finish_reason")
-
-
-def _read_chunk(chunk: Any) -> _ChunkView:
-    """Extract what we use from a chunk; ``_StreamBrokenError`` if it has the wrong shape."""
-    try:
-        content = ""
-        calls: list[tuple[int, str | None, str | None, str | None]] = []
-        finish: str | None = None
-        choices = getattr(chunk, "choices", None) or []
-        if choices:
-            choice = choices[0]
-            delta = getattr(choice, "delta", None)
-            finish = getattr(choice, "finish_reason", None)
-            if delta is not None:
-                content = getattr(delta, "content", None) or ""
-                for tc in getattr(delta, "tool_calls", None) or []:
-                    fn = getattr(tc, "function", None)
-                    calls.append(
-                        (
-                            int(getattr(tc, "index", 0) or 0),
-                            getattr(tc, "id", None),
-                            getattr(fn, "name", None) if fn is not None else None,
-                            getattr(fn, "arguments", None) if fn is not None else None,
-                        )
-                    )
-        usage = getattr(chunk, "usage", None)
-        prompt = getattr(usage, "prompt_tokens", None) if usage is not None else None
-        completion = getattr(usage, "completion_tokens", None) if usage is not None else None
-        if not isinstance(content, str) or (finish is not None and not isinstance(finish, str)):
-            raise TypeError("content and finish_reason must be strings")
-        return _ChunkView(
-            content=content,
-            tool_calls=tuple(calls),
-            finish_reason=finish,
-            prompt_tokens=prompt if isinstance(prompt, int) else None,
-            completion_tokens=completion if isinstance(completion, int) else None,
-        )
-    except (AttributeError, TypeError, ValueError, IndexError) as exc:
-        raise _StreamBrokenError(f"malformed stream chunk: {exc}") from exc
+            raise StreamBrokenError("stream ended without a finish_reason")
 
 
 def estimate_prompt_tokens(messages: list[Message]) -> int:
