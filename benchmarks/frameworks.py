@@ -4,15 +4,12 @@
 (the agent's name, the episode — prompt, tools, answer checks — and the runtime that decides
 whether calls go through the kernel) and returns an ``AgentOutput`` (answer and trajectory).
 
-Implemented here: ``react`` and ``reflexion``, the native agents of
-``aios.adapters.react_reflexion``. ``langchain``, ``autogen``, ``metagpt`` and
-``open_interpreter`` are slots: each names the module its framework needs and the adapter that
-routes it through the kernel (``aios.patch(name)``). A slot raises ``FrameworkNotInstalledError``
-("not available in this environment") when the framework cannot be imported, and
-``FrameworkNotImplementedError`` while its agent factory is not written. To fill a slot, write
-``async def run(spec) -> AgentOutput`` that builds the framework's own agent with the episode's
-tools; with ``spec.kernel`` set, run it under ``aios.patched(name)`` (calls become syscalls),
-without it point the framework at ``spec.backend_url`` (an OpenAI-compatible server) directly.
+``react`` and ``reflexion`` are the native agents of ``aios.adapters.react_reflexion``, run
+through ``spec.runtime``. ``langchain``, ``autogen``, ``metagpt`` and ``open_interpreter`` build
+that framework's own agent (``aios.benchmarks.agents.<name>``) and route it with
+``framework_support.endpoint``: through ``aios.patched(name)`` with the kernel, to a loopback
+relay over the backend without it. Where the framework cannot be imported (each lives in its own
+environment, see envs/), ``preflight`` raises ``FrameworkNotInstalledError`` saying so.
 """
 
 from __future__ import annotations
@@ -37,10 +34,6 @@ FRAMEWORK_NAMES = ("react", "reflexion", "langchain", "autogen", "metagpt", "ope
 
 class UnknownFrameworkError(ConfigError):
     """No framework of that name is registered."""
-
-
-class FrameworkNotImplementedError(ConfigError):
-    """The framework imports, but its agent factory for the harness is not written yet."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,27 +124,25 @@ async def run_reflexion(spec: AgentSpec) -> AgentOutput:
     return AgentOutput(answer=answer, steps=steps, trials=len(result.trials), reflections=result.reflections)
 
 
-def _slot(name: str, module: str, adapter: str) -> Framework:
+def _third_party(name: str, module: str, adapter: str) -> Framework:
+    """A framework agent from ``aios.benchmarks.agents.<name>``, usable where ``module`` imports."""
+
     def preflight() -> None:
         if importlib.util.find_spec(module) is None:
             raise FrameworkNotInstalledError(
                 f"framework {name!r} is not available in this environment: its package ({module!r}) "
-                f"cannot be imported; install it to benchmark {name}",
+                f"cannot be imported; install it (scripts/make-env.sh {adapter} builds an environment "
+                f"with it) to benchmark {name}",
                 field="framework",
             )
-        raise FrameworkNotImplementedError(
-            f"framework {name!r} is installed, but its benchmark agent factory is not written yet; "
-            f"it belongs in aios.benchmarks.frameworks and routes through the {adapter!r} adapter",
-            field="framework",
-        )
 
     async def run(spec: AgentSpec) -> AgentOutput:
         preflight()
-        raise AssertionError("unreachable: preflight always raises for a slot")
+        agent_module = importlib.import_module(f"aios.benchmarks.agents.{name}")
+        output: AgentOutput = await agent_module.run(spec)
+        return output
 
-    return Framework(
-        name, run, f"slot: needs {module!r}; kernel routing via aios.patch({adapter!r})", preflight
-    )
+    return Framework(name, run, f"{name}'s own agent; kernel routing via aios.patch({adapter!r})", preflight)
 
 
 def frameworks() -> dict[str, Framework]:
@@ -159,10 +150,10 @@ def frameworks() -> dict[str, Framework]:
     return {
         "react": Framework("react", run_react, "native ReAct on the AIOS SDK"),
         "reflexion": Framework("reflexion", run_reflexion, "native Reflexion (ReAct trials + reflections)"),
-        "langchain": _slot("langchain", "langchain_core", "langchain"),
-        "autogen": _slot("autogen", "autogen", "autogen"),
-        "metagpt": _slot("metagpt", "metagpt", "metagpt"),
-        "open_interpreter": _slot("open_interpreter", "interpreter", "open_interpreter"),
+        "langchain": _third_party("langchain", "langchain_core", "langchain"),
+        "autogen": _third_party("autogen", "autogen", "autogen"),
+        "metagpt": _third_party("metagpt", "metagpt", "metagpt"),
+        "open_interpreter": _third_party("open_interpreter", "interpreter", "open_interpreter"),
     }
 
 

@@ -267,5 +267,11 @@ def _model_name(base: AgentRuntime, kernel: Kernel | None) -> str:
 
 def _kernel_summary(kernel: Kernel) -> dict[str, Any]:
     stats = kernel.stats()
-    keep = ("syscalls", "by_kind", "latency", "waiting", "turnaround", "preemptions", "context")
-    return {k: v for k, v in stats.items() if k in keep}
+    keep = ("latency", "preemptions", "context")
+    summary = {k: v for k, v in stats.items() if k in keep}
+    agents = stats.get("agents", {}).values()
+    # Syscalls by kind over the run's agents: what the kernel did for this run, in one place.
+    kinds = sorted({kind for a in agents for kind in a.get("by_kind", {})})
+    summary["by_kind"] = {kind: sum(a.get("by_kind", {}).get(kind, 0) for a in agents) for kind in kinds}
+    summary["syscalls"] = sum(summary["by_kind"].values())
+    return summary

@@ -12,6 +12,7 @@ iteration of the returned generator, whose chunks still reach the caller as they
 
 from __future__ import annotations
 
+import contextvars
 import functools
 import threading
 from collections.abc import Callable, Iterator
@@ -57,7 +58,10 @@ class ToolSpan:
         self._open = False
         self._failed = False
         self.error: BaseException | None = None
-        self._holder = threading.Thread(target=self._hold, name=f"aios-{name}", daemon=True)
+        # The caller's context travels with the holder: it names the kernel the span belongs to.
+        self._holder = threading.Thread(
+            target=contextvars.copy_context().run, args=(self._hold,), name=f"aios-{name}", daemon=True
+        )
 
     def __enter__(self) -> ToolSpan:
         self._holder.start()

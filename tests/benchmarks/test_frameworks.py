@@ -14,7 +14,6 @@ from aios.benchmarks.frameworks import (
     FRAMEWORK_NAMES,
     AgentSettings,
     AgentSpec,
-    FrameworkNotImplementedError,
     UnknownFrameworkError,
     frameworks,
     get_framework,
@@ -50,14 +49,18 @@ def test_every_named_framework_is_registered_and_unknown_ones_are_refused():
 
 
 @pytest.mark.parametrize("name", ["langchain", "autogen", "metagpt", "open_interpreter"])
-async def test_a_slot_says_its_framework_is_not_available_here(name: str, monkeypatch: pytest.MonkeyPatch):
-    spec = AgentSpec("a", episode(), DirectLLM(script()))
+async def test_a_third_party_framework_says_when_it_is_not_available_here(
+    name: str, monkeypatch: pytest.MonkeyPatch
+):
+    backend = script()
+    spec = AgentSpec("a", episode(), DirectLLM(backend))
     monkeypatch.setattr("importlib.util.find_spec", lambda module: None)
-    with pytest.raises(FrameworkNotInstalledError, match="not available in this environment"):
+    with pytest.raises(FrameworkNotInstalledError, match="not available in this environment") as err:
         await get_framework(name).run(spec)
-    monkeypatch.setattr("importlib.util.find_spec", lambda module: object())
-    with pytest.raises(FrameworkNotImplementedError, match=f"aios.patch|{name!r} adapter"):
-        await get_framework(name).run(spec)
+    assert err.value.field == "framework" and "scripts/make-env.sh" in str(err.value)
+    with pytest.raises(FrameworkNotInstalledError):
+        get_framework(name).preflight()
+    assert backend.requests == []  # nothing was asked of the model
 
 
 async def test_reflexion_retries_on_the_episodes_feedback_without_the_kernel():

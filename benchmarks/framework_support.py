@@ -1,0 +1,108 @@
+"""What every third-party framework factory needs: where its OpenAI client points, and the tools.
+
+``endpoint(spec, adapter)`` is the one place "with vs without the kernel" is decided for a
+framework agent:
+
+- with the kernel, the block runs with ``aios.patched(adapter)``, the run's kernel current and
+  the agent scope set to ``spec.name``: the framework's client is built as usual but never sends
+  a request, its calls (and its tool runs, where the adapter routes them) become syscalls of
+  ``spec.name``. On leaving, that agent's calls and tokens are copied from the kernel's metrics
+  into the run's counters, so records are accounted the same way in both modes;
+- without it, the framework's client talks to a loopback relay over ``spec.runtime`` (the
+  backend called directly, calls counted), see ``relay.py``.
+
+Sync frameworks run inside ``endpoint`` through ``asyncio.to_thread``: the thread inherits the
+context, so the adapters' sync paths reach the run's kernel on its loop.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from aios import sdk
+from aios.adapters.react_reflexion.agents import FINISH
+from aios.adapters.registry import patched
+from aios.errors import InvalidRequestError
+from aios.kernel import current_kernel
+from aios.managers.tools import Tool
+
+from .frameworks import AgentSpec
+from .relay import relay
+from .runtime import CountingRuntime
+
+#: The base URL handed to a patched framework: it is never contacted (the adapter answers).
+UNUSED_URL = "http://aios-kernel.invalid/v1"
+
+
+@dataclass(frozen=True, slots=True)
+class Endpoint:
+    """Where a framework's OpenAI client points for one agent, and whether the kernel is in the way."""
+
+    base_url: str
+    api_key: str
+    model: str
+    kernel: bool
+
+
+@contextlib.asynccontextmanager
+async def endpoint(spec: AgentSpec, adapter: str) -> AsyncIterator[Endpoint]:
+    """Route the framework agent of ``spec`` through the kernel (patched) or the direct relay."""
+    model = spec.backend_model or "aios"
+    if spec.kernel is None:
+        async with relay(spec.runtime, spec.name, model=model) as ep:
+            yield Endpoint(ep.base_url, ep.api_key, ep.model, kernel=False)
+        return
+    token = current_kernel.set(spec.kernel)
+    try:
+        with patched(adapter), sdk.agent(spec.name):
+            yield Endpoint(UNUSED_URL, "aios", model, kernel=True)
+    finally:
+        current_kernel.reset(token)
+        _count_from_kernel(spec)
+
+
+def _count_from_kernel(spec: AgentSpec) -> None:
+    """Copy the agent's kernel metrics into the run's counters (its calls bypassed the runtime)."""
+    if spec.kernel is None or not isinstance(spec.runtime, CountingRuntime):
+        return
+    m = spec.kernel.metrics.agents.get(spec.name)
+    if m is None:
+        return
+    c = spec.runtime.counts
+    c.llm_calls = max(c.llm_calls, m.by_kind.get("llm", 0))
+    c.tool_calls = max(c.tool_calls, m.by_kind.get("tool", 0))
+    c.prompt_tokens = max(c.prompt_tokens, m.prompt_tokens)
+    c.completion_tokens = max(c.completion_tokens, m.completion_tokens)
+
+
+def episode_tools(spec: AgentSpec) -> list[Tool]:
+    """The episode's tools plus its answer tool (the environment's ``finish``, else the default)."""
+    ep = spec.episode
+    return [*ep.tools, ep.finish or FINISH]
+
+
+def tool_runner(spec: AgentSpec, tool: Tool) -> Callable[[dict[str, Any]], Awaitable[str]]:
+    """``await run(arguments)`` runs ``tool`` for the agent and returns the observation text.
+
+    With the kernel the body calls the tool itself: the framework runs it through its patched tool
+    path, which is already a tool syscall. Without it the run goes through ``spec.runtime`` (counted).
+    A model's bad arguments or a failing tool come back as the observation, never raised.
+    """
+
+    async def run(arguments: dict[str, Any]) -> str:
+        try:
+            if spec.kernel is not None:
+                result = await tool.call(arguments, agent=spec.name)
+            else:
+                result = await spec.runtime.run_tool(tool, arguments, agent=spec.name)
+        except InvalidRequestError as exc:
+            # Counted in both modes (the runtime counts before it forwards), then fed back.
+            if not (exc.field or "").startswith("arguments"):
+                raise
+            return f"invalid arguments for {tool.name}: {exc.message}"
+        return result.content()
+
+    return run
