@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -159,3 +160,66 @@ async def test_docker_counts_only_with_the_harness_installed_and_an_engine_answe
 def test_missing_local_data_says_how_to_obtain_it(tmp_path: Path):
     with pytest.raises(DataNotFoundError, match="SWE-bench Lite"):
         SweBench().load(str(tmp_path / "missing.jsonl"))
+
+
+#: A stand-in for the official harness: reads the predictions it is given, "resolves" the ones that
+#: fix the real bug (``a - b``), and writes its report where and how ``run_evaluation`` does.
+FAKE_HARNESS = """
+import argparse, json, pathlib
+p = argparse.ArgumentParser()
+for flag in ("--dataset_name", "--predictions_path", "--max_workers", "--run_id"):
+    p.add_argument(flag, required=True)
+a = p.parse_args()
+preds = [json.loads(line) for line in pathlib.Path(a.predictions_path).read_text().splitlines()]
+assert a.dataset_name == "princeton-nlp/SWE-bench_Lite", a.dataset_name
+ok = [x["instance_id"] for x in preds if "-    return a - b" in x["model_patch"]]
+model = preds[0]["model_name_or_path"].replace("/", "__")
+pathlib.Path(f"{model}.{a.run_id}.json").write_text(json.dumps({"resolved_ids": ok}))
+"""
+
+
+async def test_with_docker_the_official_harness_grades_the_predictions_as_resolved(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    pkg = tmp_path / "site" / "swebench" / "harness"
+    pkg.mkdir(parents=True)
+    (pkg.parent / "__init__.py").write_text("")
+    (pkg / "__init__.py").write_text("")
+    (pkg / "run_evaluation.py").write_text(FAKE_HARNESS)
+    docker = tmp_path / "bin" / "docker"
+    docker.parent.mkdir()
+    docker.write_text("#!/bin/sh\nexit 0\n")
+    docker.chmod(0o755)
+    monkeypatch.syspath_prepend(str(tmp_path / "site"))
+    monkeypatch.setenv("PYTHONPATH", str(tmp_path / "site"))
+    monkeypatch.setenv("PATH", f"{docker.parent}:{os.environ['PATH']}")
+    records = [
+        {"task_id": "calc-1", "success": True, "metrics": {"model_patch": GOOD, "patch_applies": True}},
+        {"task_id": "calc-2", "success": True, "metrics": {"model_patch": STALE, "patch_applies": True}},
+        {"task_id": "calc-3", "success": False, "metrics": {"model_patch": None, "patch_applies": False}},
+    ]
+    out = tmp_path / "run"
+    out.mkdir()
+    extra = await SweBench().finalize(out, records, "org/model")
+    assert extra["grading"] == "resolved (official SWE-bench harness)", (out / "harness.log").read_text()
+    assert extra["resolved_ids"] == ["calc-1"] and extra["resolved"] == pytest.approx(1 / 3)
+    sent = [json.loads(line) for line in (out / "predictions.jsonl").read_text().splitlines()]
+    assert [p["model_patch"] for p in sent] == [GOOD, STALE, ""]
+    assert {p["model_name_or_path"] for p in sent} == {"org/model"}
+
+
+async def test_a_harness_that_writes_no_report_is_never_reported_as_resolved(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    async def docker_up() -> tuple[bool, str]:
+        return True, "docker engine answers"
+
+    monkeypatch.setattr("aios.benchmarks.swebench.benchmark.docker_available", docker_up)
+    monkeypatch.setattr(
+        "aios.benchmarks.swebench.harness.harness_command",
+        lambda *a, **k: ["/bin/sh", "-c", "echo 'harness crashed' >&2; exit 1"],
+    )
+    records = [{"task_id": "a-1", "success": True, "metrics": {"model_patch": GOOD, "patch_applies": True}}]
+    extra = await SweBench().finalize(tmp_path, records, "m")
+    assert extra["grading"] == f"{PATCH_APPLIES}: the official harness produced no report"
+    assert "resolved" not in extra and "harness crashed" in (tmp_path / "harness.log").read_text()
