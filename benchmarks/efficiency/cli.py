@@ -4,6 +4,7 @@ aios-bench efficiency --quick                      # a few minutes: every experi
 aios-bench efficiency --build-llama-server         # full run; builds llama-server once if missing
 aios-bench efficiency --experiments modes --backends url --base-url http://gpu:8000/v1 --model M
 aios-bench efficiency --experiments scale --scale 250 500 1000 2000
+aios-bench efficiency --experiments frameworks --framework-agents 4   # real framework agents
 
 Writes ``<out>/efficiency.json`` (every number, the options, the targets table) and
 ``<out>/plots/*.png``, and prints the targets table. Runs on the loopback stub server are
@@ -18,9 +19,16 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from aios.benchmarks.efficiency.experiments import BACKENDS, EXPERIMENTS, Options, run_all
+from aios.benchmarks.efficiency.experiments import (
+    BACKENDS,
+    EXPERIMENTS,
+    OPTIONAL_EXPERIMENTS,
+    Options,
+    run_all,
+)
 from aios.benchmarks.efficiency.modes import POLICIES
 from aios.benchmarks.efficiency.targets import evaluate, table
+from aios.benchmarks.frameworks import FRAMEWORK_NAMES
 from aios.errors import AIOSError
 
 
@@ -41,8 +49,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--quick", action="store_true", help="small counts: a few minutes on a 2-core machine")
     p.add_argument("--out", type=Path, default=Path("results/efficiency"), help="output folder")
     p.add_argument(
-        "--experiments", type=_csv(str, EXPERIMENTS), help=f"comma list of {','.join(EXPERIMENTS)}"
+        "--experiments",
+        type=_csv(str, EXPERIMENTS + OPTIONAL_EXPERIMENTS),
+        help=f"comma list of {','.join(EXPERIMENTS)} (the default) and {','.join(OPTIONAL_EXPERIMENTS)}",
     )
+    p.add_argument(
+        "--frameworks", type=_csv(str, FRAMEWORK_NAMES), help="frameworks experiment: which frameworks"
+    )
+    p.add_argument("--framework-agents", type=int, help="frameworks experiment: agents (= tasks) per run")
+    p.add_argument("--framework-bench", help="frameworks experiment: the benchmark the agents run (mint)")
     p.add_argument("--backends", type=_csv(str, BACKENDS), help=f"comma list of {','.join(BACKENDS)}")
     p.add_argument("--policies", type=_csv(str, POLICIES), help=f"kernel policies ({','.join(POLICIES)})")
     p.add_argument("--agents", type=int, help="agents in the modes experiment")
@@ -125,6 +140,9 @@ _SIMPLE = (
     "experiments",
     "backends",
     "policies",
+    "frameworks",
+    "framework_agents",
+    "framework_bench",
 )
 
 

@@ -20,6 +20,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from aios.benchmarks.efficiency import frameworks as fw_experiment
 from aios.benchmarks.efficiency import litellm_cmp, scale
 from aios.benchmarks.efficiency.llama_server import (
     BuildInfo,
@@ -31,10 +32,14 @@ from aios.benchmarks.efficiency.llama_server import (
 from aios.benchmarks.efficiency.modes import POLICIES, BackendSpec, run_mode
 from aios.benchmarks.efficiency.stub_server import StubLatency, StubServer
 from aios.benchmarks.efficiency.workload import Workload, mixed, uniform
+from aios.benchmarks.frameworks import FRAMEWORK_NAMES
 from aios.errors import AIOSError, ConfigError
 
 BACKENDS = ("stub", "embedded", "llama-server", "url")
 EXPERIMENTS = ("modes", "mixed", "overhead", "scale")
+#: Experiments run only when asked for by name (``--experiments frameworks``): they need the
+#: framework environments and take minutes per framework.
+OPTIONAL_EXPERIMENTS = ("frameworks",)
 
 
 @dataclass(slots=True)
@@ -86,6 +91,10 @@ class Options:
     plots: bool = True
     run_timeout: float = 1800.0
     quick: bool = False
+    #: The frameworks experiment: which frameworks, how many agents (= tasks), on which benchmark.
+    frameworks: tuple[str, ...] = FRAMEWORK_NAMES
+    framework_agents: int = 4
+    framework_bench: str = "mint"
 
     @classmethod
     def quick_preset(cls, **over: Any) -> Options:
@@ -127,9 +136,16 @@ class Options:
         for name in ("agents", "llm_calls", "prompt_tokens", "output_tokens", "parallel", "capacity"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be >= 1", field=name)
+        known = EXPERIMENTS + OPTIONAL_EXPERIMENTS
         for e in self.experiments:
-            if e not in EXPERIMENTS:
-                raise ConfigError(f"unknown experiment {e!r}; choose from {EXPERIMENTS}", field="experiments")
+            if e not in known:
+                raise ConfigError(f"unknown experiment {e!r}; choose from {known}", field="experiments")
+        for f in self.frameworks:
+            if f not in FRAMEWORK_NAMES:
+                known_fw = ", ".join(FRAMEWORK_NAMES)
+                raise ConfigError(f"unknown framework {f!r}; choose from {known_fw}", field="frameworks")
+        if self.framework_agents < 1:
+            raise ConfigError("framework_agents must be >= 1", field="framework_agents")
         for b in self.backends:
             if b not in BACKENDS:
                 raise ConfigError(f"unknown backend {b!r}; choose from {BACKENDS}", field="backends")
@@ -305,7 +321,7 @@ def run_all(o: Options, *, log: Callable[[str], None] = print) -> dict[str, Any]
     stub_lat = StubLatency(o.stub_fixed_ms, o.stub_per_token_ms)
     with contextlib.ExitStack() as stack:
         bk = Backends()
-        need_modes = "modes" in o.experiments or "mixed" in o.experiments
+        need_modes = any(e in o.experiments for e in ("modes", "mixed", "frameworks"))
         if need_modes and "stub" in o.backends:
             stub = stack.enter_context(StubServer(stub_lat))
             bk.specs["stub"] = BackendSpec(
@@ -352,6 +368,8 @@ def run_all(o: Options, *, log: Callable[[str], None] = print) -> dict[str, Any]
             result["modes"] = _run_modes(o, bk, log)
         if "mixed" in o.experiments:
             result["mixed"] = _run_mixed(o, bk, log)
+        if "frameworks" in o.experiments:
+            result["frameworks"] = _run_frameworks(o, bk, log)
         result["skipped"].update(bk.skipped)
     if "overhead" in o.experiments:
         log("side-by-side overhead on the stub server:")
@@ -446,6 +464,31 @@ def _run_mixed(o: Options, bk: Backends, log: Callable[[str], None]) -> dict[str
                 bk.skipped[f"mixed/{name}"] = f"failed: {exc}"
                 log(f"mixed workload on {name} failed: {exc}")
     return out
+
+
+def _run_frameworks(o: Options, bk: Backends, log: Callable[[str], None]) -> dict[str, Any]:
+    """Framework agents on the first model server available: llama-server, else ``--base-url``."""
+    with contextlib.ExitStack() as stack:
+        if "llama-server" in o.backends and "llama-server" not in bk.skipped and bk.build is not None:
+            spec = _llama(o, bk, stack, o.framework_agents, "frameworks")
+        elif "url" in bk.specs:
+            spec = bk.specs["url"]
+        else:
+            bk.skipped["frameworks"] = "needs a model server: llama-server (cached build) or --base-url"
+            return {}
+        assert spec.base_url is not None
+        log(f"framework agents on {spec.description}:")
+        result = fw_experiment.frameworks_experiment(
+            spec.base_url,
+            spec.model or "default",
+            out=o.out,
+            frameworks=o.frameworks,
+            bench=o.framework_bench,
+            agents=o.framework_agents,
+            log=log,
+        )
+        result["backend"] = spec.description
+        return result
 
 
 def _cpus() -> int:

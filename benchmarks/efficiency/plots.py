@@ -148,6 +148,48 @@ def _scale(plt: Any, sc: dict[str, Any], out: Path) -> list[Path]:
     return [path]
 
 
+def _frameworks(plt: Any, exp: dict[str, Any], out: Path) -> list[Path]:
+    """Per framework, with and without the kernel: LLM calls/s and task turnaround p50/p90."""
+    rows = exp["rows"]
+    names = sorted({r["framework"] for r in rows}, key=[r["framework"] for r in rows].index)
+    by = {(r["framework"], r["mode"]): r for r in rows}
+    x = range(len(names))
+    width = 0.38
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
+    for i, mode in enumerate(("kernel", "direct")):
+        pos = [v + (i - 0.5) * width for v in x]
+        rates = [by.get((n, mode), {}).get("llm_calls_per_s", 0.0) for n in names]
+        axes[0].bar(pos, rates, width, label=mode)
+        axes[1].bar(
+            pos,
+            [by.get((n, mode), {}).get("task_turnaround_s", {}).get("p50", 0.0) for n in names],
+            width,
+            label=f"{mode} p50",
+        )
+        axes[1].plot(
+            pos,
+            [by.get((n, mode), {}).get("task_turnaround_s", {}).get("p90", 0.0) for n in names],
+            "k_",
+            markersize=14,
+        )
+    axes[0].set_ylabel("LLM calls/s")
+    axes[0].set_title("throughput")
+    axes[1].set_ylabel("task turnaround, s (bar p50, dash p90)")
+    axes[1].set_title("latency")
+    for ax in axes:
+        ax.set_xticks(list(x))
+        ax.set_xticklabels(names, rotation=20, ha="right", fontsize=8)
+        ax.legend(fontsize=7)
+    fig.suptitle(
+        f"{exp['agents']} framework agents on {exp['bench']}: {_short(exp.get('backend', ''))}", fontsize=9
+    )
+    fig.tight_layout()
+    path = out / "frameworks.png"
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return [path]
+
+
 def render(result: dict[str, Any], out: Path) -> list[Path]:
     """Write every plot the result has data for into ``out``; return the files."""
     plt = _pyplot()
@@ -161,4 +203,6 @@ def render(result: dict[str, Any], out: Path) -> list[Path]:
         files += _overhead(plt, result["overhead"], out)
     if "stub" in result.get("scale", {}):
         files += _scale(plt, result["scale"], out)
+    if result.get("frameworks", {}).get("rows"):
+        files += _frameworks(plt, result["frameworks"], out)
     return files
