@@ -102,12 +102,7 @@ def chunks(result: LLMResult, model: str, *, include_usage: bool) -> list[dict[s
     if result.text:
         deltas.append({"content": result.text})
     for i, tc in enumerate(result.tool_calls):
-        call = {
-            "index": i,
-            "id": tc.id,
-            "type": "function",
-            "function": {"name": tc.name, "arguments": tc.arguments},
-        }
+        call = {"index": i, **tc.to_openai()}
         deltas.append({"tool_calls": [call]})
     out = [{**base, "choices": [{"index": 0, "delta": d, "finish_reason": None}]} for d in deltas]
     out.append({**base, "choices": [{"index": 0, "delta": {}, "finish_reason": _finish(result)}]})

@@ -40,6 +40,8 @@ EXPERIMENTS = ("modes", "mixed", "overhead", "scale")
 #: Experiments run only when asked for by name (``--experiments frameworks``): they need the
 #: framework environments and take minutes per framework.
 OPTIONAL_EXPERIMENTS = ("frameworks",)
+#: Context per llama-server slot for the framework agents (multi-turn tool conversations).
+FRAMEWORK_CTX = 8192
 
 
 @dataclass(slots=True)
@@ -397,13 +399,16 @@ def run_all(o: Options, *, log: Callable[[str], None] = print) -> dict[str, Any]
     return result
 
 
-def _llama(o: Options, bk: Backends, stack: contextlib.ExitStack, parallel: int, tag: str) -> BackendSpec:
+def _llama(
+    o: Options, bk: Backends, stack: contextlib.ExitStack, parallel: int, tag: str, ctx_per_slot: int = 1024
+) -> BackendSpec:
     assert bk.build is not None
     srv = stack.enter_context(
         LlamaServer(
             bk.build.binary,
             smollm2_gguf(),
             parallel=parallel,
+            ctx_per_slot=ctx_per_slot,
             threads=o.server_threads,
             log_path=o.out / f"llama-server-{tag}.log",
         )
@@ -470,7 +475,8 @@ def _run_frameworks(o: Options, bk: Backends, log: Callable[[str], None]) -> dic
     """Framework agents on the first model server available: llama-server, else ``--base-url``."""
     with contextlib.ExitStack() as stack:
         if "llama-server" in o.backends and "llama-server" not in bk.skipped and bk.build is not None:
-            spec = _llama(o, bk, stack, o.framework_agents, "frameworks")
+            # Real agents' conversations (MINT's prompt alone is ~1,100 tokens) need a longer context.
+            spec = _llama(o, bk, stack, o.framework_agents, "frameworks", ctx_per_slot=FRAMEWORK_CTX)
         elif "url" in bk.specs:
             spec = bk.specs["url"]
         else:

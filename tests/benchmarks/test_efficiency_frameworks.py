@@ -32,7 +32,7 @@ def test_unknown_frameworks_and_experiments_are_refused_by_name():
 
 
 @pytest.mark.slow
-def test_native_agents_run_with_and_without_the_kernel_and_every_run_is_read_back(tmp_path: Path):
+def test_native_agents_run_in_both_modes_alternating_and_the_fastest_of_each_is_kept(tmp_path: Path):
     with StubServer(StubLatency(fixed_ms=1.0, per_token_ms=0.0)) as stub:
         result = fx.frameworks_experiment(
             stub.base_url,
@@ -44,8 +44,16 @@ def test_native_agents_run_with_and_without_the_kernel_and_every_run_is_read_bac
             max_steps=1,
             action_tokens=8,
             timeout_s=120,
+            repeats=2,
             log=lambda line: None,
         )
+    # The modes alternate, so neither always runs on the server's warm prompt cache.
+    assert [(r["mode"], r["repeat"]) for r in result["all_rows"]] == [
+        ("kernel", 0),
+        ("direct", 0),
+        ("direct", 1),
+        ("kernel", 1),
+    ]
     rows = {(r["framework"], r["mode"]): r for r in result["rows"]}
     assert set(rows) == {("react", "kernel"), ("react", "direct")}, result["skipped"]
     for row in rows.values():
@@ -55,8 +63,11 @@ def test_native_agents_run_with_and_without_the_kernel_and_every_run_is_read_bac
     # The kernel run's syscalls are the agents' calls; the direct run has no kernel to count them.
     assert rows[("react", "kernel")]["syscalls_by_kind"]["llm"] == rows[("react", "kernel")]["llm_calls"]
     assert rows[("react", "direct")]["syscalls_by_kind"] is None
+    for mode in ("kernel", "direct"):
+        fastest = min(r["wall_s"] for r in result["all_rows"] if r["mode"] == mode)
+        assert rows[("react", mode)]["wall_s"] == fastest
     assert set(result["ratios"]["react"]) == {"wall_kernel_over_direct", "calls_per_s_kernel_over_direct"}
-    meta = json.loads((tmp_path / "frameworks" / "react-direct" / "run.json").read_text())
+    meta = json.loads((tmp_path / "frameworks" / "react-direct-2" / "run.json").read_text())
     assert meta["kernel"] is False and meta["backend"]["kind"] == "openai"
     from aios.benchmarks.efficiency.plots import matplotlib_available, render
 
