@@ -18,6 +18,7 @@ context, so the adapters' sync paths reach the run's kernel on its loop.
 from __future__ import annotations
 
 import contextlib
+import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -25,7 +26,7 @@ from typing import Any
 from aios import sdk
 from aios.adapters.react_reflexion.agents import FINISH
 from aios.adapters.registry import patched
-from aios.errors import InvalidRequestError
+from aios.errors import AIOSError, BackendError, InvalidRequestError
 from aios.kernel import current_kernel
 from aios.managers.tools import Tool
 
@@ -76,6 +77,28 @@ def _count_from_kernel(spec: AgentSpec) -> None:
     c.tool_calls = max(c.tool_calls, m.by_kind.get("tool", 0))
     c.prompt_tokens = max(c.prompt_tokens, m.prompt_tokens)
     c.completion_tokens = max(c.completion_tokens, m.completion_tokens)
+
+
+def client_error(exc: BaseException) -> AIOSError | None:
+    """``exc`` as the ``AIOSError`` the kernel would have raised, if it is one or the OpenAI client's.
+
+    Without the kernel a framework hears of a backend failure as its OpenAI client's error (the
+    relay answers with the status of the kernel's error kind); mapping it back keeps a failed
+    call a harness error, recorded and retried on resume, in both modes. Anything else is None.
+    """
+    if isinstance(exc, AIOSError):
+        return exc
+    openai = sys.modules.get("openai")  # an OpenAI client error means the module is loaded
+    if openai is None or not isinstance(exc, openai.APIError):
+        return None
+    status = getattr(exc, "status_code", None)
+    body = getattr(exc, "body", None)
+    detail = body.get("message") if isinstance(body, dict) else None
+    message = f"the model call failed (through the relay): {detail or exc}"
+    if status == 400:
+        param = body.get("param") if isinstance(body, dict) else None
+        return InvalidRequestError(message, field=param if isinstance(param, str) else "request")
+    return BackendError(message, backend="relay", status_code=status if isinstance(status, int) else None)
 
 
 def episode_tools(spec: AgentSpec) -> list[Tool]:

@@ -33,11 +33,11 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from aios.adapters.react_reflexion.agents import REACT_SYSTEM
-from aios.errors import AIOSError, BackendError
+from aios.errors import AIOSError
 from aios.managers.tools import Tool
 
 from ..core import JSON, AgentOutput
-from ..framework_support import Endpoint, endpoint, episode_tools, tool_runner
+from ..framework_support import Endpoint, client_error, endpoint, episode_tools, tool_runner
 from ..frameworks import AgentSpec
 
 ASSISTANT = "assistant"
@@ -194,7 +194,7 @@ class _Chat:
             except AIOSError:
                 raise
             except Exception as exc:
-                if _is_client_error(exc):
+                if client_error(exc) is not None:
                     raise
                 # ag2 gave up on something the model wrote: the run ends without an answer.
                 self.failure = f"{type(exc).__name__}: {exc}"
@@ -285,20 +285,12 @@ async def run(spec: AgentSpec) -> AgentOutput:
         except AIOSError:
             raise
         except Exception as exc:
-            if _is_client_error(exc):
-                status = getattr(exc, "status_code", None)
-                raise BackendError(
-                    f"the model endpoint failed: {exc}", backend="relay", status_code=status
-                ) from exc
+            err = client_error(exc)
+            if err is not None:
+                raise err from exc
             raise
         finally:
             pool.shutdown(wait=False)
     if chat.error is not None:
         raise chat.error
     return chat.output()
-
-
-def _is_client_error(exc: Exception) -> bool:
-    """Whether ``exc`` is the OpenAI client's (the relay or the backend behind it failed)."""
-    openai = importlib.import_module("openai")
-    return isinstance(exc, openai.APIError)

@@ -29,11 +29,11 @@ from importlib import import_module
 from typing import Any
 
 from aios.adapters.react_reflexion.agents import REACT_SYSTEM
-from aios.errors import AIOSError, BackendError, InvalidRequestError
+from aios.errors import InvalidRequestError
 from aios.managers.tools import Tool
 
 from ..core import JSON, AgentOutput
-from ..framework_support import Endpoint, endpoint, episode_tools, tool_runner
+from ..framework_support import Endpoint, client_error, endpoint, episode_tools, tool_runner
 from ..frameworks import AgentSpec
 
 ADAPTER = "langchain"
@@ -105,18 +105,6 @@ def _step(index: int, thought: str, action: str, arguments: Any, observation: st
     }
 
 
-def _relay_error(exc: Exception) -> AIOSError:
-    """An OpenAI client error from the relay as the ``AIOSError`` the kernel would have raised."""
-    status = getattr(exc, "status_code", None)
-    body = getattr(exc, "body", None)
-    detail = body.get("message") if isinstance(body, dict) else None
-    message = f"the backend (via the relay) refused the call: {detail or exc}"
-    if status == 400:
-        param = body.get("param") if isinstance(body, dict) else None
-        return InvalidRequestError(message, field=param if isinstance(param, str) else None)
-    return BackendError(message, status_code=status if isinstance(status, int) else None)
-
-
 class _Agent:
     """One run of the loop: the conversation, the trajectory and the answer."""
 
@@ -166,7 +154,7 @@ class _Agent:
         try:
             return await model.ainvoke(messages)
         except openai.APIError as exc:
-            raise _relay_error(exc) from None
+            raise (client_error(exc) or exc) from None
 
     async def _turn(self, turn: int, model: Any, messages: list[Any]) -> bool:
         """One model turn and its tool calls; whether the loop goes on."""

@@ -34,11 +34,11 @@ import warnings
 from dataclasses import dataclass, field
 from typing import Any
 
-from aios.errors import AIOSError, BackendError, InvalidRequestError
+from aios.errors import AIOSError, InvalidRequestError
 from aios.managers.tools import Tool
 
 from ..core import JSON, AgentOutput
-from ..framework_support import Endpoint, endpoint, episode_tools, tool_runner
+from ..framework_support import Endpoint, client_error, endpoint, episode_tools, tool_runner
 from ..frameworks import AgentSpec
 
 #: What the role is told about the loop, after MetaGPT's own role prefix.
@@ -120,7 +120,7 @@ class LoopState:
 
     def fail(self, exc: BaseException) -> AIOSError | None:
         """Keep the harness error ``exc`` stands for (MetaGPT's ``Role.run`` would mask it)."""
-        self.failure = backend_failure(exc)
+        self.failure = client_error(exc)
         return self.failure
 
     def output(self) -> AgentOutput:
@@ -172,20 +172,6 @@ def decide(tools: dict[str, Tool], content: str | None, calls: list[tuple[str, s
     except InvalidRequestError as exc:
         return Decision(thought, name, raw, exc.message, BAD_ARGS)
     return Decision(thought, name, raw)
-
-
-def backend_failure(exc: BaseException) -> AIOSError | None:
-    """``exc`` as the harness error it stands for (the relay's HTTP errors mapped back), else None."""
-    if isinstance(exc, AIOSError):
-        return exc
-    openai = _module("openai")
-    if isinstance(exc, openai.APIStatusError):
-        if exc.status_code == 400:
-            return InvalidRequestError(f"the backend rejected the request: {exc.message}", field="messages")
-        return BackendError(f"the backend failed: {exc.message}", status_code=exc.status_code)
-    if isinstance(exc, openai.APIConnectionError):
-        return BackendError(f"the endpoint could not be reached: {exc}")
-    return None
 
 
 def llm_config(spec: AgentSpec, ep: Endpoint) -> dict[str, Any]:

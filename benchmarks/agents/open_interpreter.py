@@ -53,11 +53,11 @@ from aios import sdk
 from aios.adapters.open_interpreter.adapter import prepare_offline_env
 from aios.adapters.open_interpreter.completions import choose_tool, to_kernel_messages, tool_choice_policy
 from aios.adapters.open_interpreter.execution import tool_name
-from aios.errors import AIOSError, BackendError, InvalidRequestError
+from aios.errors import AIOSError, InvalidRequestError
 from aios.managers.tools import Tool
 
 from ..core import JSON, AgentOutput
-from ..framework_support import Endpoint, endpoint, episode_tools, tool_runner
+from ..framework_support import Endpoint, client_error, endpoint, episode_tools, tool_runner
 from ..frameworks import AgentSpec
 
 T = TypeVar("T")
@@ -139,24 +139,15 @@ def converse(interp: Any, prompt: str, trail: Trail) -> None:
     except AIOSError:
         raise
     except Exception as exc:
-        raise_backend_error(exc)
+        err = client_error(exc)
+        if err is not None:
+            raise err from exc
         trail.failed(exc)
     finally:
         trail.close()
         trail.final_text = last_text(interp.messages)
     if trail.error is not None:
         raise trail.error
-
-
-def raise_backend_error(exc: Exception) -> None:
-    """Raise ``exc`` as an ``AIOSError`` if it is the OpenAI client's error (the relay's answer)."""
-    openai = importlib.import_module("openai")
-    if not isinstance(exc, openai.APIError):
-        return
-    status = getattr(exc, "status_code", None)
-    if status == 400:
-        raise InvalidRequestError(f"the backend refused Open Interpreter's request: {exc}") from exc
-    raise BackendError(f"Open Interpreter's model call failed: {exc}", status_code=status) from exc
 
 
 def direct_completions() -> Callable[..., Iterator[Any]]:

@@ -15,12 +15,12 @@ from aios import sdk
 from aios.backends.scripted import ScriptedBackend, text, tool_call
 from aios.benchmarks import framework_support
 from aios.benchmarks.core import Episode
-from aios.benchmarks.framework_support import UNUSED_URL, endpoint, episode_tools, tool_runner
+from aios.benchmarks.framework_support import UNUSED_URL, client_error, endpoint, episode_tools, tool_runner
 from aios.benchmarks.frameworks import AgentSpec
 from aios.benchmarks.relay import relay
 from aios.benchmarks.runtime import CountingRuntime, DirectLLM
 from aios.config import KernelConfig
-from aios.errors import BackendError
+from aios.errors import BackendError, InvalidRequestError
 from aios.kernel import Kernel
 from aios.managers.tools import Tool
 
@@ -165,3 +165,20 @@ async def test_with_the_kernel_calls_are_the_agents_syscalls_and_are_counted_fro
             assert await tool_runner(spec, spec.episode.tools[0])({"a": 1, "b": 1}) == "2"
     assert runtime.counts.llm_calls == 2 and runtime.counts.completion_tokens == 10
     assert kernel.metrics.agents["fw-agent"].by_kind["llm"] == 2
+
+
+async def test_a_relay_failure_heard_by_the_client_maps_back_to_the_kernels_error_kind():
+    async def fail(request: object) -> None:
+        raise BackendError("model fell over", backend="scripted")
+
+    backend = ScriptedBackend(fail)
+    async with relay(DirectLLM(backend), "a") as ep, client(ep.base_url) as c:
+        with pytest.raises(openai.InternalServerError) as server:
+            await c.chat.completions.create(model="m", messages=[{"role": "user", "content": "q"}])
+        with pytest.raises(openai.BadRequestError) as bad:
+            await c.chat.completions.create(model="m", messages="nope")  # type: ignore[arg-type]
+    failed, refused = client_error(server.value), client_error(bad.value)
+    assert isinstance(failed, BackendError) and failed.status_code == 500 and "model fell over" in str(failed)
+    assert isinstance(refused, InvalidRequestError) and refused.field == "messages"
+    assert client_error(ValueError("not the client's")) is None
+    assert client_error(failed) is failed
