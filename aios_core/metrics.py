@@ -30,6 +30,8 @@ class AgentMetrics:
     waiting_total: float = 0.0
     turnaround_total: float = 0.0
     turnaround_max: float = 0.0
+    #: Seconds from submission to completion, summed per syscall kind (LLM time vs tool time).
+    seconds_by_kind: dict[str, float] = field(default_factory=dict)
 
     @property
     def waiting_avg(self) -> float:
@@ -134,6 +136,7 @@ class MetricsCollector:
         m.waiting_total += st.waiting
         m.turnaround_total += st.turnaround
         m.turnaround_max = max(m.turnaround_max, st.turnaround)
+        m.seconds_by_kind[st.kind] = m.seconds_by_kind.get(st.kind, 0.0) + st.turnaround
         self.waiting.setdefault(st.kind, Histogram()).observe(st.waiting)
         self.turnaround.setdefault(st.kind, Histogram()).observe(st.turnaround)
         return st

@@ -77,6 +77,7 @@ def _count_from_kernel(spec: AgentSpec) -> None:
     c.tool_calls = max(c.tool_calls, m.by_kind.get("tool", 0))
     c.prompt_tokens = max(c.prompt_tokens, m.prompt_tokens)
     c.completion_tokens = max(c.completion_tokens, m.completion_tokens)
+    c.llm_seconds = max(c.llm_seconds, m.seconds_by_kind.get("llm", 0.0))
 
 
 def client_error(exc: BaseException) -> AIOSError | None:

@@ -35,7 +35,11 @@ async def test_storage_syscalls_version_and_roll_back(kernel: Kernel):
     assert await kernel.syscall("alice", "storage", "read", key="notes") == b"first"
     versions = await kernel.syscall("alice", "storage", "versions", key="notes")
     assert [v.version for v in versions] == [1, 2, 3]
-    assert kernel.stats()["agents"]["alice"]["by_kind"] == {"storage": 6}
+    alice = kernel.stats()["agents"]["alice"]
+    assert alice["by_kind"] == {"storage": 6}
+    # Time is kept per kind too, and adds up to the agent's whole turnaround.
+    assert list(alice["seconds_by_kind"]) == ["storage"]
+    assert alice["seconds_by_kind"]["storage"] == pytest.approx(alice["turnaround_avg"] * 6)
 
 
 async def test_another_agents_storage_needs_a_grant(kernel: Kernel):

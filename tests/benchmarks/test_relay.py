@@ -164,7 +164,10 @@ async def test_with_the_kernel_calls_are_the_agents_syscalls_and_are_counted_fro
                 await sdk.llm_chat([{"role": "user", "content": "q"}])
             assert await tool_runner(spec, spec.episode.tools[0])({"a": 1, "b": 1}) == "2"
     assert runtime.counts.llm_calls == 2 and runtime.counts.completion_tokens == 10
-    assert kernel.metrics.agents["fw-agent"].by_kind["llm"] == 2
+    metrics = kernel.metrics.agents["fw-agent"]
+    assert runtime.counts.llm_seconds > 0
+    assert runtime.counts.llm_seconds == pytest.approx(metrics.seconds_by_kind["llm"])
+    assert metrics.by_kind["llm"] == 2
 
 
 async def test_a_relay_failure_heard_by_the_client_maps_back_to_the_kernels_error_kind():
