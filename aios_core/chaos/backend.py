@@ -22,7 +22,7 @@ from typing import Any, cast
 
 from aios.backends.base import Backend, Outcome, SliceControl, Snapshot
 from aios.backends.sim import SimBackend
-from aios.chaos.faults import ChaosFault, Fault, FaultLog, FaultPlan
+from aios.chaos.faults import LLM_CALL_FAULTS, ChaosFault, Fault, FaultLog, FaultPlan
 from aios.errors import (
     BackendError,
     BackendTimeoutError,
@@ -33,19 +33,7 @@ from aios.errors import (
 from aios.types import LLMRequest, message_text
 
 #: Faults this backend injects; others in a plan are ignored here.
-BACKEND_FAULTS = frozenset(
-    {
-        Fault.RATE_LIMIT,
-        Fault.SERVER_ERROR,
-        Fault.UNAVAILABLE,
-        Fault.LATENCY,
-        Fault.DROP_BEFORE,
-        Fault.DROP_DURING,
-        Fault.MALFORMED,
-        Fault.HANG,
-        Fault.CRASH,
-    }
-)
+BACKEND_FAULTS = LLM_CALL_FAULTS
 SALT = "backend"
 
 

@@ -48,6 +48,22 @@ class Fault(enum.Enum):
     GARBAGE = "garbage"
 
 
+#: What can go wrong with an LLM call, in process (the chaos backend) or over HTTP (the stub).
+LLM_CALL_FAULTS = frozenset(
+    {
+        Fault.RATE_LIMIT,
+        Fault.SERVER_ERROR,
+        Fault.UNAVAILABLE,
+        Fault.LATENCY,
+        Fault.DROP_BEFORE,
+        Fault.DROP_DURING,
+        Fault.MALFORMED,
+        Fault.HANG,
+        Fault.CRASH,
+    }
+)
+
+
 class ChaosFault(RuntimeError):
     """The foreign exception chaos components raise for ``Fault.CRASH`` (a stand-in for a bug)."""
 

@@ -24,24 +24,12 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from aios.chaos.faults import Fault, FaultLog, FaultPlan
+from aios.chaos.faults import LLM_CALL_FAULTS, Fault, FaultLog, FaultPlan
 from aios.errors import ConfigError
 
 SALT = "http"
 #: The faults this server injects.
-HTTP_FAULTS = frozenset(
-    {
-        Fault.RATE_LIMIT,
-        Fault.SERVER_ERROR,
-        Fault.UNAVAILABLE,
-        Fault.LATENCY,
-        Fault.DROP_BEFORE,
-        Fault.DROP_DURING,
-        Fault.MALFORMED,
-        Fault.HANG,
-        Fault.CRASH,
-    }
-)
+HTTP_FAULTS = LLM_CALL_FAULTS
 _MAX_BODY = 16 << 20
 _REASONS = {
     200: "OK",
