@@ -154,6 +154,13 @@ def _positive_or_none(
         raise ConfigError(f"{name} must be a positive finite number, got {value!r}", field=name)
 
 
+def positive_int(value: object, name: str) -> int:
+    """``value`` if it is a positive integer, else ``ConfigError`` naming ``name``."""
+    _positive_or_none(value, name, int, required=True)
+    assert isinstance(value, int)
+    return value
+
+
 _SCALARS = {f.name for f in fields(KernelConfig)} - {"backends"}
 
 

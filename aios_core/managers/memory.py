@@ -36,6 +36,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol, TypeGuard, runtime_checkable
 
+from aios.config import positive_int
 from aios.errors import (
     AccessDeniedError,
     AIOSError,
@@ -136,12 +137,6 @@ def default_token_count(text: str) -> int:
     return -(-len(text) // 4)
 
 
-def _positive_int(value: object, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-        raise ConfigError(f"{name} must be a positive integer, got {value!r}", field=name)
-    return value
-
-
 def _positive_number(value: object) -> bool:
     return not isinstance(value, bool) and isinstance(value, int | float) and value > 0
 
@@ -202,11 +197,11 @@ class MemoryManager:
             raise ConfigError("give budget_bytes or budget_tokens, not both", field="budget_tokens")
         if budget_tokens is not None:
             self.unit: Literal["bytes", "tokens"] = "tokens"
-            self.budget = _positive_int(budget_tokens, "budget_tokens")
+            self.budget = positive_int(budget_tokens, "budget_tokens")
         else:
             self.unit = "bytes"
             budget = DEFAULT_BUDGET_BYTES if budget_bytes is None else budget_bytes
-            self.budget = _positive_int(budget, "budget_bytes")
+            self.budget = positive_int(budget, "budget_bytes")
         if token_counter is not None and (self.unit != "tokens" or not callable(token_counter)):
             raise ConfigError(
                 "token_counter must be a callable, used with budget_tokens", field="token_counter"

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
+from aios.config import positive_int
 from aios.errors import ConfigError
 
 _HASHED = re.compile(r"^sha256:[0-9a-f]{64}$")
@@ -81,8 +82,8 @@ class ServerConfig:
             "default_max_tokens",
             "max_pending",
         ):
-            _positive_int(getattr(self, name), f"server.{name}")
-        _positive_int(self.retry_after, "server.retry_after")
+            positive_int(getattr(self, name), f"server.{name}")
+        positive_int(self.retry_after, "server.retry_after")
         if self.default_max_tokens > self.max_tokens_limit:
             raise ConfigError(
                 "server.default_max_tokens exceeds server.max_tokens_limit", field="server.default_max_tokens"
@@ -100,11 +101,6 @@ class ServerConfig:
         for key in self.tokens:
             _check_token_key(key)
         return self
-
-
-def _positive_int(value: object, name: str) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-        raise ConfigError(f"{name} must be a positive integer, got {value!r}", field=name)
 
 
 def _check_token_key(key: object) -> None:

@@ -700,6 +700,22 @@ def test_a_store_without_the_protocol_is_a_config_error() -> None:
     assert e.value.field == "store"
 
 
+@pytest.mark.parametrize(
+    ("kwargs", "field"),
+    [
+        ({"budget_bytes": 0}, "budget_bytes"),
+        ({"budget_tokens": True}, "budget_tokens"),
+        ({"budget_bytes": 1.5}, "budget_bytes"),
+    ],
+)
+def test_a_budget_that_is_not_a_positive_integer_is_refused_by_name(
+    kwargs: dict[str, Any], field: str
+) -> None:
+    with pytest.raises(ConfigError) as e:
+        MemoryManager(FakeStore(), **kwargs)
+    assert e.value.field == field
+
+
 def test_threshold_of_one_and_the_default_budget_are_accepted() -> None:
     mem = MemoryManager(FakeStore(), threshold=1)
     assert (mem.budget, mem.limit, mem.unit, mem.k) == (1 << 20, float(1 << 20), "bytes", 2)

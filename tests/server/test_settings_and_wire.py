@@ -68,6 +68,8 @@ def test_an_admin_token_and_a_tokens_file_come_from_the_environment(tmp_path: Pa
         (f'[server.tokens."{TOKEN}"]\nagent = ""\n', {}, "server.tokens[0].agent"),
         (f'[server.tokens."{TOKEN}"]\nagent = "a"\ngroups = "admin"\n', {}, "server.tokens[0].groups"),
         ('scheduler = "rr"\n[server]\nport = 1\n', {}, "kernel"),
+        ("[server]\nmax_pending = 0\n", {}, "server.max_pending"),
+        ("[server]\nretry_after = true\n", {}, "server.retry_after"),
         ("[server]\n", {"AIOS_SERVER_PORT": "eighty"}, "AIOS_SERVER_PORT"),
         ("[server]\ndrain_seconds = -1\n", {}, "server.drain_seconds"),
     ],
