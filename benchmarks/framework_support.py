@@ -17,22 +17,26 @@ context, so the adapters' sync paths reach the run's kernel on its loop.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import inspect
 import sys
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from aios import sdk
 from aios.adapters.react_reflexion.agents import FINISH
 from aios.adapters.registry import patched
-from aios.errors import AIOSError, BackendError, InvalidRequestError
+from aios.errors import AIOSError, BackendError, DeadlineExceededError, InvalidRequestError
 from aios.kernel import current_kernel
 from aios.managers.tools import Tool
 
 from .frameworks import AgentSpec
 from .relay import relay
 from .runtime import CountingRuntime
+
+T = TypeVar("T")
 
 #: The base URL handed to a patched framework: it is never contacted (the adapter answers).
 UNUSED_URL = "http://aios-kernel.invalid/v1"
@@ -100,6 +104,27 @@ def client_error(exc: BaseException) -> AIOSError | None:
         param = body.get("param") if isinstance(body, dict) else None
         return InvalidRequestError(message, field=param if isinstance(param, str) else "request")
     return BackendError(message, backend="relay", status_code=status if isinstance(status, int) else None)
+
+
+#: Slack over a tool's own timeout before a framework's thread stops waiting for the run's loop.
+BRIDGE_SLACK_S = 30.0
+
+
+def run_on_loop(loop: asyncio.AbstractEventLoop, coro: Coroutine[Any, Any, T], *, timeout: float) -> T:
+    """Run ``coro`` on the run's ``loop`` from a framework's own thread, waiting ``timeout`` at most.
+
+    The tool's own timeout normally ends the call first; the bound is for a loop that has stopped
+    running (the run ended while the thread was mid-chat), which would leave the thread blocked
+    forever and the process unable to exit.
+    """
+    future = asyncio.run_coroutine_threadsafe(coro, loop)
+    try:
+        return future.result(timeout)
+    except TimeoutError:
+        future.cancel()
+        if not loop.is_running() and inspect.getcoroutinestate(coro) == inspect.CORO_CREATED:
+            coro.close()  # it will never start: say so now, not as a warning at collection
+        raise DeadlineExceededError(f"the run's event loop did not answer within {timeout:g} s") from None
 
 
 def episode_tools(spec: AgentSpec) -> list[Tool]:

@@ -37,7 +37,15 @@ from aios.errors import AIOSError
 from aios.managers.tools import Tool
 
 from ..core import JSON, AgentOutput
-from ..framework_support import Endpoint, client_error, endpoint, episode_tools, tool_runner
+from ..framework_support import (
+    BRIDGE_SLACK_S,
+    Endpoint,
+    client_error,
+    endpoint,
+    episode_tools,
+    run_on_loop,
+    tool_runner,
+)
 from ..frameworks import AgentSpec
 
 ASSISTANT = "assistant"
@@ -156,7 +164,7 @@ class _Chat:
 
             # The tool runs on the run's loop (where its kernel and sandbox live), not in this thread.
             try:
-                observation = asyncio.run_coroutine_threadsafe(observe(), self.loop).result()
+                observation = run_on_loop(self.loop, observe(), timeout=tool.timeout + BRIDGE_SLACK_S)
             except AIOSError as exc:
                 self.error, self.stopped = exc, True
                 raise

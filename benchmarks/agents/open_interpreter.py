@@ -57,7 +57,15 @@ from aios.errors import AIOSError, InvalidRequestError
 from aios.managers.tools import Tool
 
 from ..core import JSON, AgentOutput
-from ..framework_support import Endpoint, client_error, endpoint, episode_tools, tool_runner
+from ..framework_support import (
+    BRIDGE_SLACK_S,
+    Endpoint,
+    client_error,
+    endpoint,
+    episode_tools,
+    run_on_loop,
+    tool_runner,
+)
 from ..frameworks import AgentSpec
 
 T = TypeVar("T")
@@ -373,7 +381,8 @@ class Trail:
         except InvalidRequestError as exc:
             return self._record(tool.name, {"code": code}, f"Error: {exc.message}")
         self._finish_ok = False
-        observation = asyncio.run_coroutine_threadsafe(self._call(language, tool, args), self.loop).result()
+        call = self._call(language, tool, args)
+        observation = run_on_loop(self.loop, call, timeout=tool.timeout + BRIDGE_SLACK_S)
         if tool.name == "finish" and self._finish_ok:
             self.answer = str(args.get("answer", observation))
         return self._record(tool.name, args, observation)

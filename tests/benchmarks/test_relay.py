@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,12 +16,19 @@ from aios import sdk
 from aios.backends.scripted import ScriptedBackend, text, tool_call
 from aios.benchmarks import framework_support
 from aios.benchmarks.core import Episode
-from aios.benchmarks.framework_support import UNUSED_URL, client_error, endpoint, episode_tools, tool_runner
+from aios.benchmarks.framework_support import (
+    UNUSED_URL,
+    client_error,
+    endpoint,
+    episode_tools,
+    run_on_loop,
+    tool_runner,
+)
 from aios.benchmarks.frameworks import AgentSpec
 from aios.benchmarks.relay import relay
 from aios.benchmarks.runtime import CountingRuntime, DirectLLM
 from aios.config import KernelConfig
-from aios.errors import BackendError, InvalidRequestError
+from aios.errors import BackendError, DeadlineExceededError, InvalidRequestError
 from aios.kernel import Kernel
 from aios.managers.tools import Tool
 
@@ -185,3 +193,23 @@ async def test_a_relay_failure_heard_by_the_client_maps_back_to_the_kernels_erro
     assert isinstance(refused, InvalidRequestError) and refused.field == "messages"
     assert client_error(ValueError("not the client's")) is None
     assert client_error(failed) is failed
+
+
+def test_a_framework_thread_gets_the_loops_answer_and_never_waits_forever_on_a_stopped_loop():
+    loop = asyncio.new_event_loop()
+    runner = threading.Thread(target=loop.run_forever, daemon=True)
+    runner.start()
+
+    async def double(n: int) -> int:
+        return 2 * n
+
+    try:
+        assert run_on_loop(loop, double(21), timeout=5.0) == 42
+    finally:
+        loop.call_soon_threadsafe(loop.stop)
+        runner.join(5.0)
+    # The run's loop stopped while a framework thread still had a tool call to make.
+    pending = double(1)
+    with pytest.raises(DeadlineExceededError, match=r"did not answer within 0\.2 s"):
+        run_on_loop(loop, pending, timeout=0.2)
+    loop.close()
