@@ -63,6 +63,14 @@ class Usage:
         """Prompt plus completion tokens."""
         return self.prompt_tokens + self.completion_tokens
 
+    def to_openai(self) -> dict[str, int]:
+        """This usage in the OpenAI ``usage`` object shape."""
+        return {
+            "prompt_tokens": self.prompt_tokens,
+            "completion_tokens": self.completion_tokens,
+            "total_tokens": self.total_tokens,
+        }
+
 
 FinishReason = Literal["stop", "length", "tool_calls"]
 

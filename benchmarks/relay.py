@@ -67,15 +67,6 @@ def _params(body: dict[str, Any]) -> dict[str, Any]:
     return params
 
 
-def _usage(result: LLMResult) -> dict[str, int]:
-    u = result.usage
-    return {
-        "prompt_tokens": u.prompt_tokens,
-        "completion_tokens": u.completion_tokens,
-        "total_tokens": u.prompt_tokens + u.completion_tokens,
-    }
-
-
 def _finish(result: LLMResult) -> str:
     return "tool_calls" if result.tool_calls else result.finish_reason
 
@@ -90,7 +81,7 @@ def completion(result: LLMResult, model: str) -> dict[str, Any]:
         "choices": [
             {"index": 0, "message": result.to_message(), "finish_reason": _finish(result), "logprobs": None}
         ],
-        "usage": _usage(result),
+        "usage": result.usage.to_openai(),
     }
 
 
@@ -107,7 +98,7 @@ def chunks(result: LLMResult, model: str, *, include_usage: bool) -> list[dict[s
     out = [{**base, "choices": [{"index": 0, "delta": d, "finish_reason": None}]} for d in deltas]
     out.append({**base, "choices": [{"index": 0, "delta": {}, "finish_reason": _finish(result)}]})
     if include_usage:
-        out.append({**base, "choices": [], "usage": _usage(result)})
+        out.append({**base, "choices": [], "usage": result.usage.to_openai()})
     return out
 
 

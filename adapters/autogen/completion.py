@@ -184,11 +184,7 @@ def to_chat_completion(result: LLMResult, *, model: str | None, legacy_functions
             "created": int(time.time()),
             "model": result.model or model or "",
             "choices": [{"index": 0, "finish_reason": finish, "logprobs": None, "message": message}],
-            "usage": {
-                "prompt_tokens": usage.prompt_tokens,
-                "completion_tokens": usage.completion_tokens,
-                "total_tokens": usage.total_tokens,
-            },
+            "usage": usage.to_openai(),
         }
     )
 

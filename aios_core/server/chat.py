@@ -123,15 +123,6 @@ def parse_chat(raw: object, cfg: ServerConfig) -> ChatCall:
     return ChatCall(request, stream, include_usage, _opt_int(body, "priority"))
 
 
-def _usage(result: LLMResult) -> dict[str, int]:
-    u = result.usage
-    return {
-        "prompt_tokens": u.prompt_tokens,
-        "completion_tokens": u.completion_tokens,
-        "total_tokens": u.total_tokens,
-    }
-
-
 def _extension(sc: Syscall, result: LLMResult | None) -> dict[str, Any]:
     out: dict[str, Any] = {
         "syscall": sc.id,
@@ -162,7 +153,7 @@ def completion_json(sc: Syscall, call: ChatCall, result: LLMResult, created: int
         "choices": [
             {"index": 0, "message": message, "finish_reason": result.finish_reason, "logprobs": None}
         ],
-        "usage": _usage(result),
+        "usage": result.usage.to_openai(),
         "system_fingerprint": None,
         "aios": _extension(sc, result),
     }
@@ -239,7 +230,7 @@ async def _events(
                 "created": created,
                 "model": model,
                 "choices": [],
-                "usage": _usage(result),
+                "usage": result.usage.to_openai(),
             }
         )
     yield b"data: [DONE]\n\n"
